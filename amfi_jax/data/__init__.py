@@ -1,0 +1,1 @@
+"""Data path: raw-file readers, preprocessing, synthetic NTU-format data and input pipelines."""
