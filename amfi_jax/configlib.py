@@ -1,0 +1,138 @@
+"""The config schema: defaults (the paper's settings), `file.py:variant` arguments, validation.
+
+The files in `configs/` choose the stages and variants; every field lives here once, so a field
+added for one stage is visible, with its default, in all of them. Derived values (steps from
+epochs, shapes from sizes) are never computed here but where they are used, so a command-line
+override such as `--config.model.num_classes=120` leaves nothing stale.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from amfi_jax.models.agcn import parse_layers
+from amfi_jax.models.amfi import STAGES
+from amfi_jax.models.fusion import ASSOCIATIONS, DECISION_MODALITIES, FUSIONS
+from amfi_jax.models.resnet3d import INPUT_NORMALIZATIONS
+
+
+def model_config() -> ml_collections.ConfigDict:
+  """Paper sizes: ResNet3D-18 and the AMFI AGCN (ten reference units + a 512 unit), C = 512."""
+  return ml_collections.ConfigDict({
+      "num_classes": 60,
+      "dtype": "float32",  # compute dtype; parameters are float32 either way
+      "rgb": {
+          "width_multiplier": 1.0,
+          "blocks_per_stage": (2, 2, 2, 2),
+          "in_channels": 3,  # 1 for depth
+          "input_normalization": "minmax",  # paper Eq. 3; `kinetics` for torchvision weights
+      },
+      "skeleton": {
+          "layers": "amfi",  # `reference`, or units such as "64,128/2,256/2,512"
+          "width_multiplier": 1.0,
+          "in_channels": 3,  # 6 for joints + bones
+          "graph": "ntu",
+          "num_persons": 2,
+      },
+      "fusion": {
+          "kind": "amfi",  # Table 3: average | multiply | max | concat | amfi
+          "association": "tokens",
+          "element_width": 8,  # embedding width per position for association=elements
+          "se_reduction": 16,
+          "decision": "skeleton",  # Table 6: skeleton | rgb
+          "gate_weight": 1.0,  # λ of L_total = CE + λ·L_gate (Table 5 finds 1.5 best)
+          "freeze_backbones": True,
+      },
+  })
+
+
+def base_config(stages: tuple[str, ...]) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.stages = stages
+  config.seed = 0
+  config.model = model_config()
+  # Stream initialisation, e.g. Orbax checkpoints written by `python -m amfi_jax.convert`.
+  # Empty: from scratch (single-stream stages) or from this run's best stage checkpoint (fusion).
+  config.init_from = ml_collections.ConfigDict({"rgb": "", "skeleton": ""})
+  return config
+
+
+def parse_variant(arg: str | None) -> dict[str, str]:
+  """`demo,fusion=max` → {'demo': '', 'fusion': 'max'}."""
+  out: dict[str, str] = {}
+  for part in (arg or "").split(","):
+    part = part.strip()
+    if not part:
+      continue
+    key, _, value = part.partition("=")
+    out[key.strip()] = value.strip()
+  return out
+
+
+def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
+                  allowed: tuple[str, ...]) -> ml_collections.ConfigDict:
+  """Applies `file.py:variant` settings; unknown or malformed variants raise naming them."""
+  variant = parse_variant(arg)
+  unknown = sorted(set(variant) - set(allowed))
+  if unknown:
+    raise ValueError(f"Unknown config variant(s) {unknown}; this config accepts {list(allowed)}")
+  f = config.model.fusion
+  for key, value in variant.items():
+    if key == "demo":
+      apply_demo(config)
+    elif key == "fusion":  # Table 3
+      f.kind = value
+    elif key == "lambda":  # Table 5
+      try:
+        f.gate_weight = float(value)
+      except ValueError:
+        raise ValueError(f"Variant lambda={value!r} is not a number") from None
+    elif key == "decision":  # Table 6
+      f.decision = value
+    elif key == "association":
+      f.association = value
+    elif key == "bones":
+      config.model.skeleton.in_channels = 6
+    elif key == "preset":
+      config.model.skeleton.layers = value
+  return config
+
+
+def apply_demo(config: ml_collections.ConfigDict) -> None:
+  """Tiny widths of the same architectures, for the embedded demo and tests."""
+  m = config.model
+  m.rgb.width_multiplier = 0.125  # 8 … 64 channels
+  m.rgb.blocks_per_stage = (1, 1, 1, 1)
+  m.skeleton.layers = "64,128/2,256/2,512"
+  m.skeleton.width_multiplier = 0.125  # 8 … 64 channels, matching the RGB width
+  m.fusion.se_reduction = 4
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises a ValueError naming the config field for values the code cannot use."""
+  def check(field, value, allowed):
+    if value not in allowed:
+      raise ValueError(f"config.{field} must be one of {list(allowed)}, got {value!r}")
+
+  for stage in config.stages:
+    check("stages[]", stage, STAGES)
+  m = config.model
+  if not isinstance(m.num_classes, int) or m.num_classes < 2:
+    raise ValueError(f"config.model.num_classes must be an integer ≥ 2, got {m.num_classes!r}")
+  check("model.dtype", m.dtype, ("float32", "bfloat16"))
+  check("model.rgb.input_normalization", m.rgb.input_normalization, INPUT_NORMALIZATIONS)
+  check("model.rgb.in_channels", m.rgb.in_channels, (1, 3))
+  check("model.skeleton.in_channels", m.skeleton.in_channels, (3, 6))
+  try:
+    parse_layers(m.skeleton.layers)
+  except ValueError as e:
+    raise ValueError(f"config.model.skeleton.layers: {e}") from None
+  check("model.fusion.kind", m.fusion.kind, FUSIONS)
+  check("model.fusion.association", m.fusion.association, ASSOCIATIONS)
+  check("model.fusion.decision", m.fusion.decision, DECISION_MODALITIES)
+  for name in ("rgb", "skeleton"):
+    if m[name].width_multiplier <= 0:
+      raise ValueError(f"config.model.{name}.width_multiplier must be > 0, "
+                       f"got {m[name].width_multiplier}")
+  if m.fusion.gate_weight < 0:
+    raise ValueError(f"config.model.fusion.gate_weight must be ≥ 0, got {m.fusion.gate_weight}")
