@@ -1,0 +1,79 @@
+"""Orbax checkpoints of one stream's parameters and batch statistics (`config.init_from`).
+
+Layout: `DIR/state/` (Orbax, a nested dict of the stream's Param and BatchStat leaves) and
+`DIR/stream.json` (what wrote it and the architecture, for error messages).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from amfi_jax.weights.common import WeightImportError, stream_state
+
+CLASSIFIER = "fc"
+
+
+def save_stream(directory: str, model: nnx.Module, *, info: dict) -> str:
+  """Writes `model`'s parameters and statistics to `directory` (created; must not exist)."""
+  directory = os.path.abspath(directory)
+  if os.path.exists(os.path.join(directory, "state")):
+    raise FileExistsError(f"{directory} already holds a stream checkpoint; choose a new --output")
+  os.makedirs(directory, exist_ok=True)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(os.path.join(directory, "state"), stream_state(model).to_pure_dict())
+  checkpointer.wait_until_finished()
+  with open(os.path.join(directory, "stream.json"), "w") as f:
+    json.dump({"model": type(model).__name__, **info}, f, indent=2)
+  return directory
+
+
+def load_stream(directory: str, model: nnx.Module, *, allow_new_classifier: bool = True) -> list[str]:
+  """Loads a stream checkpoint into `model` in place; returns the paths it left as initialised.
+
+  With `allow_new_classifier` a classifier of another class count (e.g. Kinetics-400 weights for
+  a 60-class model) is skipped and keeps its fresh initialisation; every other leaf must exist
+  with the same shape, otherwise WeightImportError lists the differences.
+  """
+  directory = os.path.abspath(directory)
+  state_dir = os.path.join(directory, "state")
+  if not os.path.isdir(state_dir):
+    raise FileNotFoundError(f"No stream checkpoint at {directory} (expected {state_dir}); "
+                            "create one with `python -m amfi_jax.convert`")
+  checkpointer = ocp.StandardCheckpointer()
+  saved = checkpointer.restore(state_dir)
+  saved_flat = {tuple(str(k) for k in path): np.asarray(v)
+                for path, v in _flatten(saved)}
+  skipped, problems, updates = [], [], []
+  for path, variable in nnx.to_flat_state(stream_state(model)):
+    key = tuple(str(p) for p in path)
+    name = ".".join(key)
+    if key not in saved_flat:
+      problems.append(f"missing {name}")
+      continue
+    value = saved_flat.pop(key)
+    if value.shape != variable.shape:
+      if allow_new_classifier and key[0] == CLASSIFIER:
+        skipped.append(name)
+        continue
+      problems.append(f"{name}: checkpoint {value.shape}, model {tuple(variable.shape)}")
+      continue
+    updates.append((variable, value))
+  problems.extend(f"unexpected {'.'.join(k)}" for k in sorted(saved_flat))
+  if problems:
+    raise WeightImportError(f"Stream checkpoint {directory} does not fit {type(model).__name__}: "
+                            + "; ".join(problems))
+  for variable, value in updates:
+    variable[...] = value
+  return skipped
+
+
+def _flatten(tree):
+  leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+  for path, leaf in leaves:
+    yield tuple(getattr(p, "key", getattr(p, "idx", p)) for p in path), leaf

@@ -1,0 +1,162 @@
+"""PyTorch modules built from SPEC §1 with plain `torch.nn`, laid out like the real state_dicts
+(torchvision `r3d_18`, lshiwjx/2s-AGCN `model.agcn.Model`), to check numerical parity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+
+# ---------------------------------------------------------------- torchvision r3d_18 layout
+class BasicBlock(nn.Module):
+
+  def __init__(self, inp, out, stride):
+    super().__init__()
+    self.conv1 = nn.Sequential(nn.Conv3d(inp, out, 3, stride, 1, bias=False), nn.BatchNorm3d(out),
+                               nn.ReLU(inplace=True))
+    self.conv2 = nn.Sequential(nn.Conv3d(out, out, 3, 1, 1, bias=False), nn.BatchNorm3d(out))
+    self.downsample = None
+    if stride != 1 or inp != out:
+      self.downsample = nn.Sequential(nn.Conv3d(inp, out, 1, stride, bias=False),
+                                      nn.BatchNorm3d(out))
+
+  def forward(self, x):
+    residual = x if self.downsample is None else self.downsample(x)
+    return torch.relu(self.conv2(self.conv1(x)) + residual)
+
+
+class R3D(nn.Module):
+
+  def __init__(self, num_classes=400, widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), in_ch=3):
+    super().__init__()
+    self.stem = nn.Sequential(nn.Conv3d(in_ch, widths[0], (3, 7, 7), (1, 2, 2), (1, 3, 3),
+                                        bias=False), nn.BatchNorm3d(widths[0]),
+                              nn.ReLU(inplace=True))
+    inp = widths[0]
+    for i, (w, n) in enumerate(zip(widths, blocks)):
+      layer = []
+      for b in range(n):
+        layer.append(BasicBlock(inp, w, (1 if i == 0 else 2) if b == 0 else 1))
+        inp = w
+      setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+    self.avgpool = nn.AdaptiveAvgPool3d(1)
+    self.fc = nn.Linear(widths[-1], num_classes)
+
+  def forward(self, x):  # (N, C, T, H, W)
+    x = self.stem(x)
+    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+    return self.fc(self.avgpool(x).flatten(1))
+
+
+# ---------------------------------------------------------------- 2s-AGCN layout
+class UnitTCN(nn.Module):
+
+  def __init__(self, inp, out, kernel=9, stride=1):
+    super().__init__()
+    self.conv = nn.Conv2d(inp, out, (kernel, 1), (stride, 1), ((kernel - 1) // 2, 0))
+    self.bn = nn.BatchNorm2d(out)
+
+  def forward(self, x):
+    return self.bn(self.conv(x))
+
+
+class UnitGCN(nn.Module):
+
+  def __init__(self, inp, out, adjacency):
+    super().__init__()
+    self.inter = out // 4
+    self.A = torch.tensor(adjacency, dtype=torch.float32)  # fixed: not in the state_dict
+    self.PA = nn.Parameter(torch.full(self.A.shape, 1e-6))
+    k = self.A.shape[0]
+    self.conv_a = nn.ModuleList(nn.Conv2d(inp, self.inter, 1) for _ in range(k))
+    self.conv_b = nn.ModuleList(nn.Conv2d(inp, self.inter, 1) for _ in range(k))
+    self.conv_d = nn.ModuleList(nn.Conv2d(inp, out, 1) for _ in range(k))
+    self.down = nn.Sequential(nn.Conv2d(inp, out, 1), nn.BatchNorm2d(out)) if inp != out else None
+    self.bn = nn.BatchNorm2d(out)
+
+  def forward(self, x):  # (N, C, T, V)
+    n, c, t, v = x.shape
+    adjacency = self.A + self.PA
+    y = 0
+    for i in range(self.A.shape[0]):
+      a1 = self.conv_a[i](x).permute(0, 3, 1, 2).reshape(n, v, self.inter * t)
+      a2 = self.conv_b[i](x).reshape(n, self.inter * t, v)
+      graph = torch.softmax(a1 @ a2 / a1.shape[-1], dim=-2) + adjacency[i]
+      y = y + self.conv_d[i]((x.reshape(n, c * t, v) @ graph).reshape(n, c, t, v))
+    y = self.bn(y) + (x if self.down is None else self.down(x))
+    return torch.relu(y)
+
+
+class TCNGCN(nn.Module):
+
+  def __init__(self, inp, out, adjacency, stride=1, residual=True):
+    super().__init__()
+    self.gcn1 = UnitGCN(inp, out, adjacency)
+    self.tcn1 = UnitTCN(out, out, stride=stride)
+    self.res_mode = "none" if not residual else ("id" if inp == out and stride == 1 else "conv")
+    if self.res_mode == "conv":
+      self.residual = UnitTCN(inp, out, kernel=1, stride=stride)
+
+  def forward(self, x):
+    y = self.tcn1(self.gcn1(x))
+    if self.res_mode == "id":
+      y = y + x
+    elif self.res_mode == "conv":
+      y = y + self.residual(x)
+    return torch.relu(y)
+
+
+class AGCN(nn.Module):
+
+  def __init__(self, adjacency, num_classes=60, in_ch=3, persons=2,
+               layers=((64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2),
+                       (256, 1), (256, 1))):
+    super().__init__()
+    v = adjacency.shape[-1]
+    self.data_bn = nn.BatchNorm1d(persons * v * in_ch)
+    inp = in_ch
+    for i, (out, stride) in enumerate(layers):
+      setattr(self, f"l{i + 1}", TCNGCN(inp, out, adjacency, stride, residual=i > 0))
+      inp = out
+    self.num_layers = len(layers)
+    self.fc = nn.Linear(inp, num_classes)
+    nn.init.normal_(self.fc.weight, 0, math.sqrt(2.0 / num_classes))
+
+  def forward(self, x):  # (N, C, T, V, M)
+    n, c, t, v, m = x.shape
+    x = x.permute(0, 4, 3, 1, 2).reshape(n, m * v * c, t)
+    x = self.data_bn(x)
+    x = x.reshape(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
+    for i in range(self.num_layers):
+      x = getattr(self, f"l{i + 1}")(x)
+    x = x.reshape(n, m, x.shape[1], -1).mean(3).mean(1)
+    return self.fc(x)
+
+
+def randomize_(module: nn.Module, seed: int) -> None:
+  """Random weights AND batch statistics (fresh ones would hide BN layout mistakes)."""
+  g = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, p in module.named_parameters():
+      noise = torch.randn(p.shape, generator=g)
+      if name.endswith("PA"):
+        p.copy_(0.1 * noise)
+      elif name.endswith("gcn1.bn.weight"):
+        # The reference starts this scale at 1e-6; small keeps 10 residual units from blowing up.
+        p.copy_(0.2 + 0.02 * noise)
+      elif p.ndim == 1:  # BatchNorm scale (around 1) and every bias (small)
+        p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.1 * noise)
+      else:  # fan-in scaled, so activations stay O(1) through the depth of the network
+        p.copy_(noise / math.sqrt(p[0].numel()))
+    for name, b in module.named_buffers():
+      if name.endswith("running_mean"):
+        b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+      elif name.endswith("running_var"):
+        b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+
+
+def state_dict_numpy(module: nn.Module) -> dict[str, np.ndarray]:
+  return {k: v.detach().numpy() for k, v in module.state_dict().items()}
