@@ -42,7 +42,8 @@ class NonLocalAssociation(nnx.Module):
   `elements`: each of the 2C scalars is a position, embedded in `element_width` channels.
   """
 
-  def __init__(self, feature_dim: int, mode: str, *, element_width: int, dtype, rngs: nnx.Rngs):
+  def __init__(self, feature_dim: int, mode: str, *, element_width: int, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     if mode not in ASSOCIATIONS:
       raise ValueError(f"fusion.association must be one of {ASSOCIATIONS}, got {mode!r}")
     self.mode = mode
@@ -67,7 +68,7 @@ class NonLocalAssociation(nnx.Module):
 class FeatureWeighting(nnx.Module):
   """Squeeze-and-excitation over the associated feature: Y = Z ⊙ sigmoid(FC(ReLU(FC(Z))))."""
 
-  def __init__(self, features: int, reduction: int, *, dtype, rngs):
+  def __init__(self, features: int, reduction: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
     if reduction < 1 or features // reduction < 1:
       raise ValueError(f"fusion.se_reduction must be in [1, {features}], got {reduction}")
     self.squeeze = layers.dense(features, features // reduction, dtype=dtype, rngs=rngs)
