@@ -1,0 +1,209 @@
+"""RGB and depth clip preprocessing on the host (SPEC §3.3): body-centred crop, resize, and the
+training augmentation. Everything stays uint8 (normalisation to [0, 1] happens on the device),
+except depth, which has no uint8 form worth keeping.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+
+REFERENCE_HW = (1080, 1920)  # NTU RGB frame; colorX / colorY are pixels of this frame
+CROP_SIZE = 1000  # the paper's crop, in reference pixels
+# Depth scale for UTD-MHAD (Kinect v1, millimetres): 4095 is the largest 12-bit value and covers
+# the sensor's 0.8-4 m default range (the dataset's maximum is 3975). A fixed scale keeps a
+# clip's depth values comparable with every other clip's, which a per-clip maximum would not.
+DEPTH_SCALE = 4095.0
+
+
+def crop_box(color_xy: np.ndarray, frame_hw: tuple[int, int], crop_size: int = CROP_SIZE,
+             reference_hw: tuple[int, int] = REFERENCE_HW) -> tuple[int, int, int]:
+  """A square crop centred on the performers.
+
+  The centre is the middle of the bounding box of all valid joints (every body, every frame):
+  the box, unlike the mean, keeps two people who move apart both in view. A joint is valid when
+  both coordinates are finite and not both zero (zero marks a missing body in the skeleton
+  arrays). Coordinates are first clipped to the reference frame, so joints the Kinect placed off
+  screen cannot drag the centre outside it. Without any valid joint the frame centre is used.
+
+  Coordinates and `crop_size` are in `reference_hw` pixels and scaled to `frame_hw` (videos are
+  often stored downscaled); the square side uses the smaller of the two scale factors. The box is
+  then shifted to lie inside the frame, and shrunk only if the frame is smaller than it.
+
+  Args:
+    color_xy: (..., 2) colorX, colorY, e.g. SkeletonSequence.color_xy (T, B, 25, 2).
+    frame_hw: (height, width) of the frames to crop.
+
+  Returns:
+    (top, left, size) in frame pixels.
+  """
+  height, width = frame_hw
+  ref_h, ref_w = reference_hw
+  scale_y, scale_x = height / ref_h, width / ref_w
+  size = int(round(crop_size * min(scale_x, scale_y)))
+  size = max(1, min(size, height, width))
+
+  xy = np.asarray(color_xy, np.float64).reshape(-1, 2)
+  valid = np.isfinite(xy).all(axis=1) & (xy != 0).any(axis=1)
+  if valid.any():
+    xy = xy[valid]
+    x = np.clip(xy[:, 0], 0, ref_w)
+    y = np.clip(xy[:, 1], 0, ref_h)
+    cx = 0.5 * (x.min() + x.max()) * scale_x
+    cy = 0.5 * (y.min() + y.max()) * scale_y
+  else:
+    cx, cy = width / 2, height / 2
+  top = int(np.clip(round(cy - size / 2), 0, height - size))
+  left = int(np.clip(round(cx - size / 2), 0, width - size))
+  return top, left, size
+
+
+def crop_and_resize(frames: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
+  """Crops `box` (top, left, side) from every frame and resizes it to size x size.
+
+  swscale (through PyAV) does the resize with area averaging: ~2 ms per 1000x1000 -> 112x112
+  frame, where a numpy area resize takes ~20x longer.
+
+  Args:
+    frames: uint8 (K, H, W, 3) RGB.
+
+  Returns:
+    uint8 (K, size, size, 3).
+  """
+  if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+    raise ValueError(f"expected uint8 (K, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+  top, left, side = box
+  _, height, width, _ = frames.shape
+  if not (0 <= top and 0 <= left and side > 0 and top + side <= height and left + side <= width):
+    raise ValueError(f"crop box {box} does not lie inside {height}x{width} frames")
+  out = np.empty((len(frames), size, size, 3), np.uint8)
+  for i, frame in enumerate(frames):
+    crop = np.ascontiguousarray(frame[top:top + side, left:left + side])
+    if side == size:
+      out[i] = crop
+      continue
+    image = av.VideoFrame.from_ndarray(crop, format="rgb24")
+    out[i] = image.reformat(width=size, height=size, interpolation="AREA").to_ndarray()
+  return out
+
+
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """(n_out, n_in) weights of a 1-D resize: area averaging to shrink, linear to enlarge."""
+  if n_out <= n_in:
+    # Output pixel i covers [i, i+1) * n_in / n_out of the input; weight = overlap / width.
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pixels = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(hi, pixels + 1) - np.maximum(lo, pixels), 0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+  # Linear interpolation between pixel centres (half-pixel convention), clamped at the borders.
+  src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+  i0 = np.floor(src).astype(np.int64)
+  i1 = np.minimum(i0 + 1, n_in - 1)
+  w1 = src - i0
+  m = np.zeros((n_out, n_in))
+  np.add.at(m, (np.arange(n_out), i0), 1 - w1)
+  np.add.at(m, (np.arange(n_out), i1), w1)
+  return m
+
+
+def depth_crop(depth: np.ndarray, size: int) -> np.ndarray:
+  """Body-centred square crop of a UTD-MHAD depth clip, resized and scaled to [0, 1].
+
+  UTD-MHAD depth maps have the background removed (zero), so the performer is the bounding box
+  of the non-zero pixels over the whole clip. The square has the box's longer side, is centred on
+  it and shifted (or shrunk) to stay inside the frame; it is then area-resized. Values are divided
+  by DEPTH_SCALE (fixed, see there) and clipped to [0, 1]. A clip without foreground uses the
+  central square.
+
+  Args:
+    depth: uint16 (T, H, W), millimetres.
+    size: output side.
+
+  Returns:
+    float32 (T, size, size, 1).
+  """
+  if depth.ndim != 3:
+    raise ValueError(f"expected depth (T, H, W), got shape {depth.shape}")
+  _, height, width = depth.shape
+  foreground = depth > 0
+  rows = np.flatnonzero(foreground.any(axis=(0, 2)))
+  cols = np.flatnonzero(foreground.any(axis=(0, 1)))
+  if len(rows):
+    side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    cy, cx = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
+  else:
+    side, cy, cx = min(height, width), height / 2, width / 2
+  side = int(min(side, height, width))
+  top = int(np.clip(round(cy - side / 2), 0, height - side))
+  left = int(np.clip(round(cx - side / 2), 0, width - side))
+  crop = depth[:, top:top + side, left:left + side].astype(np.float32)
+  # Separable resize as two plain 2-D matrix products (one GEMM each, not T small ones): columns
+  # first, then rows through a transpose.
+  num_frames = len(crop)
+  weights = _resize_matrix(side, size).astype(np.float32)  # (size, side), square crop: same both
+  cols = (crop.reshape(num_frames * side, side) @ weights.T).reshape(num_frames, side, size)
+  rows_t = cols.transpose(0, 2, 1).reshape(num_frames * size, side) @ weights.T
+  resized = rows_t.reshape(num_frames, size, size).transpose(0, 2, 1)
+  return np.clip(resized / np.float32(DEPTH_SCALE), 0.0, 1.0)[..., None].astype(np.float32)
+
+
+def augment_clip(clip: np.ndarray, rng: np.random.Generator, rotate: bool = True,
+                 flip: bool = True, scale: tuple[float, float] | None = (0.8, 1.2)) -> np.ndarray:
+  """Training augmentation of SPEC §3.3, one random transform shared by all frames of the clip.
+
+  In this order, each drawn from `rng` only when enabled (so results are reproducible for a
+  given generator state and flags):
+    rotate: by 0, 90, 180 or 270 degrees (uniform).
+    flip: none, horizontal or vertical (uniform).
+    scale: zoom by a factor f ~ U(scale): the frame is resized to round(f*S) and centre-cropped
+      (f > 1) or centre-padded with zeros (f < 1) back to S; bilinear sampling.
+
+  Args:
+    clip: (K, S, S, C) frames, uint8 (any dtype works; it is kept).
+    rng: the generator.
+
+  Returns:
+    A new array of the same shape and dtype.
+  """
+  if clip.ndim != 4 or clip.shape[1] != clip.shape[2]:
+    raise ValueError(f"expected square frames (K, S, S, C), got shape {clip.shape}")
+  out = clip
+  if rotate:
+    out = np.rot90(out, k=int(rng.integers(4)), axes=(1, 2))
+  if flip:
+    mode = int(rng.integers(3))
+    if mode == 1:
+      out = out[:, :, ::-1]
+    elif mode == 2:
+      out = out[:, ::-1]
+  if scale is not None:
+    factor = float(rng.uniform(*scale))
+    out = _zoom(out, factor)
+  return np.array(out, order="C")  # always a new array, never a view of the caller's clip
+
+
+def _zoom(clip: np.ndarray, factor: float) -> np.ndarray:
+  """Resizes (K, S, S, C) frames to round(factor*S) and centre-crops / zero-pads back to S, in one
+  bilinear resampling of the output grid."""
+  side = clip.shape[1]
+  scaled = max(1, int(round(factor * side)))
+  if scaled == side:
+    return clip
+  f = scaled / side
+  offset = (scaled - side) / 2  # output pixel i is pixel i + offset of the scaled image
+  # Source coordinate of each output pixel centre (half-pixel convention).
+  src = (np.arange(side) + offset + 0.5) / f - 0.5
+  inside = (src >= -0.5) & (src <= side - 0.5)  # outside: padding of a zoom-out
+  src = np.clip(src, 0, side - 1)
+  i0 = np.floor(src).astype(np.int64)
+  i1 = np.minimum(i0 + 1, side - 1)
+  w = (src - i0).astype(np.float32)
+  x = clip.astype(np.float32)
+  rows = x[:, i0] * (1 - w)[None, :, None, None] + x[:, i1] * w[None, :, None, None]
+  both = rows[:, :, i0] * (1 - w)[None, None, :, None] + rows[:, :, i1] * w[None, None, :, None]
+  both *= (inside[:, None] & inside[None, :])[None, :, :, None]
+  if np.issubdtype(clip.dtype, np.integer):
+    info = np.iinfo(clip.dtype)
+    both = np.clip(np.rint(both), info.min, info.max)
+  return both.astype(clip.dtype)

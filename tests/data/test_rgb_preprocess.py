@@ -1,0 +1,207 @@
+"""Body-centred crop, resize, depth crop and clip augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from amfi_jax.data.ntu_skeleton import read_skeleton
+from amfi_jax.data.rgb_preprocess import (DEPTH_SCALE, augment_clip, crop_and_resize, crop_box,
+                                          depth_crop)
+
+# tests/data/<this file>: parents[2] is the repository root; shared/ lies beside it.
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _data_file(*parts: str) -> Path:
+  path = DATA.joinpath(*parts)
+  if not path.exists():
+    pytest.skip(f"real data file {path} not available")
+  return path
+
+
+# --- crop_box -----------------------------------------------------------------------------------
+
+def test_crop_box_centres_on_joint_bounding_box():
+  xy = np.array([[800.0, 400.0], [1000.0, 700.0], [0.0, 0.0]])  # the zero row is a missing joint
+  # Box centre (900, 550); 1000 px square -> top 50, left 400.
+  assert crop_box(xy, (1080, 1920)) == (50, 400, 1000)
+
+
+def test_crop_box_scales_to_stored_frame_size():
+  xy = np.array([[800.0, 400.0], [1000.0, 700.0]])
+  # Same box in a 480x270 video: centre (225, 137.5), side 250.
+  assert crop_box(xy, (270, 480)) == (12, 100, 250)
+  assert crop_box(xy, (540, 960), crop_size=500) == (150, 325, 250)
+
+
+def test_crop_box_shifts_inside_frame():
+  left_edge = np.array([[30.0, 1050.0], [60.0, 1070.0]])
+  assert crop_box(left_edge, (1080, 1920)) == (80, 0, 1000)
+  right_edge = np.array([[1900.0, 20.0]])
+  assert crop_box(right_edge, (1080, 1920)) == (0, 920, 1000)
+
+
+def test_crop_box_shrinks_only_for_small_frames():
+  # A reference-sized crop that exceeds the frame: 1080 px of a 1080x1920 frame.
+  assert crop_box(np.array([[960.0, 540.0]]), (1080, 1920), crop_size=1200) == (0, 420, 1080)
+  # A frame with another aspect ratio: the smaller scale sets the side (height here, width next).
+  assert crop_box(np.array([[960.0, 540.0]]), (540, 1280), crop_size=1000) == (20, 390, 500)
+  assert crop_box(np.array([[960.0, 540.0]]), (540, 640), crop_size=1000) == (104, 154, 333)
+
+
+def test_crop_box_without_valid_joints_uses_frame_centre():
+  xy = np.array([[0.0, 0.0], [np.nan, 300.0], [np.inf, np.inf]])
+  assert crop_box(xy, (1080, 1920)) == (40, 460, 1000)
+  assert crop_box(np.zeros((0, 2)), (270, 480)) == (10, 115, 250)
+
+
+def test_crop_box_ignores_off_screen_extent():
+  # A joint placed far off screen is clipped to the frame edge before the box is taken.
+  xy = np.array([[900.0, 500.0], [1100.0, 600.0], [5000.0, 550.0]])
+  top, left, size = crop_box(xy, (1080, 1920))
+  assert (top, size) == (50, 1000)
+  assert left == 910  # centre x (900 + 1920) / 2 = 1410; unclipped, 2950 would give 920
+
+
+def test_crop_box_on_real_skeleton():
+  seq = read_skeleton(_data_file("ntu", "S001C003P008R002A058.skeleton"))
+  xy = seq.color_xy
+  valid = xy[(xy != 0).any(-1)]
+  cx = (valid[:, 0].min() + valid[:, 0].max()) / 2
+  cy = (valid[:, 1].min() + valid[:, 1].max()) / 2
+  top, left, size = crop_box(xy, (1080, 1920))
+  assert size == 1000
+  assert left == round(cx - 500) and top == round(cy - 500)
+  # Every joint of both performers lies inside the crop.
+  assert valid[:, 0].min() >= left and valid[:, 0].max() <= left + size
+  assert valid[:, 1].min() >= top and valid[:, 1].max() <= top + size
+
+
+# --- crop_and_resize ----------------------------------------------------------------------------
+
+def test_crop_and_resize_content():
+  frames = np.zeros((2, 60, 80, 3), np.uint8)
+  frames[:, 10:50, 30:50] = 200  # left half of the 40x40 crop at (10, 30)
+  frames[1, 10:50, 50:70, 1] = 90
+  out = crop_and_resize(frames, (10, 30, 40), 20)
+  assert out.shape == (2, 20, 20, 3) and out.dtype == np.uint8
+  np.testing.assert_allclose(out[0, :, :10].astype(int), 200, atol=2)
+  np.testing.assert_allclose(out[0, :, 10:].astype(int), 0, atol=2)
+  np.testing.assert_allclose(out[1, :, 10:, 1].astype(int), 90, atol=2)
+
+
+def test_crop_and_resize_same_size_is_a_plain_crop():
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, size=(3, 30, 40, 3), dtype=np.uint8)
+  out = crop_and_resize(frames, (5, 7, 16), 16)
+  np.testing.assert_array_equal(out, frames[:, 5:21, 7:23])
+
+
+def test_crop_and_resize_rejects_bad_input():
+  frames = np.zeros((1, 30, 40, 3), np.uint8)
+  with pytest.raises(ValueError, match=r"crop box \(20, 0, 16\) does not lie inside 30x40"):
+    crop_and_resize(frames, (20, 0, 16), 8)
+  with pytest.raises(ValueError, match=r"expected uint8 \(K, H, W, 3\) frames"):
+    crop_and_resize(frames.astype(np.float32), (0, 0, 16), 8)
+
+
+# --- depth_crop ---------------------------------------------------------------------------------
+
+def test_depth_crop_synthetic():
+  depth = np.zeros((3, 240, 320), np.uint16)
+  depth[:, 100:140, 150:170] = 2000  # 40 x 20 foreground
+  out = depth_crop(depth, 20)
+  assert out.shape == (3, 20, 20, 1) and out.dtype == np.float32
+  # The 40x40 square around the body: the body fills the middle half of the columns.
+  np.testing.assert_allclose(out[0, :, 5:15, 0], 2000 / DEPTH_SCALE, rtol=1e-5)
+  assert not out[0, :, :5].any() and not out[0, :, 15:].any()
+
+
+def test_depth_crop_at_border_and_empty():
+  depth = np.zeros((2, 240, 320), np.uint16)
+  depth[:, 0:30, 0:10] = 4095
+  out = depth_crop(depth, 10)
+  np.testing.assert_allclose(out[0, :, :3, 0], 1.0)  # 30x30 square shifted to the corner
+  empty = depth_crop(np.zeros((2, 240, 320), np.uint16), 8)
+  assert empty.shape == (2, 8, 8, 1) and not empty.any()
+
+
+def test_depth_crop_real_file():
+  import scipy.io
+  raw = scipy.io.loadmat(_data_file("utd_mhad", "Depth", "a1_s1_t1_depth.mat"))["d_depth"]
+  depth = np.transpose(raw, (2, 0, 1))
+  out = depth_crop(depth, 112)
+  assert out.shape == (depth.shape[0], 112, 112, 1) and out.dtype == np.float32
+  assert 0.0 <= out.min() and out.max() <= depth.max() / DEPTH_SCALE + 1e-6
+  assert 0.1 < (out > 0).mean() < 0.9  # the crop is mostly body, unlike the full frame (~8 %)
+
+
+# --- augment_clip -------------------------------------------------------------------------------
+
+def _clip(seed=0, k=4, side=16, channels=3):
+  return np.random.default_rng(seed).integers(0, 256, size=(k, side, side, channels),
+                                              dtype=np.uint8)
+
+
+def test_augment_is_deterministic_and_keeps_shape():
+  clip = _clip()
+  a = augment_clip(clip, np.random.default_rng(42))
+  b = augment_clip(clip, np.random.default_rng(42))
+  assert a.shape == clip.shape and a.dtype == np.uint8
+  np.testing.assert_array_equal(a, b)
+  outs = {augment_clip(clip, np.random.default_rng(s)).tobytes() for s in range(8)}
+  assert len(outs) > 1
+
+
+def test_augment_disabled_is_identity():
+  clip = _clip()
+  out = augment_clip(clip, np.random.default_rng(0), rotate=False, flip=False, scale=None)
+  np.testing.assert_array_equal(out, clip)
+  assert out is not clip
+
+
+def test_augment_rotation_is_a_right_angle_for_all_frames():
+  clip = _clip()
+  seen = set()
+  for seed in range(20):
+    out = augment_clip(clip, np.random.default_rng(seed), flip=False, scale=None)
+    k = [q for q in range(4) if np.array_equal(out, np.rot90(clip, q, axes=(1, 2)))]
+    assert len(k) == 1
+    seen.add(k[0])
+  assert seen == {0, 1, 2, 3}
+
+
+def test_augment_flip_is_none_horizontal_or_vertical():
+  clip = _clip()
+  options = [clip, clip[:, :, ::-1], clip[:, ::-1]]
+  seen = set()
+  for seed in range(20):
+    out = augment_clip(clip, np.random.default_rng(seed), rotate=False, scale=None)
+    match = [i for i, o in enumerate(options) if np.array_equal(out, o)]
+    assert len(match) == 1
+    seen.add(match[0])
+  assert seen == {0, 1, 2}
+
+
+def test_augment_zoom_out_pads_with_zeros():
+  clip = np.full((2, 16, 16, 1), 100, np.uint8)
+  out = augment_clip(clip, np.random.default_rng(0), rotate=False, flip=False, scale=(0.5, 0.5))
+  assert not out[:, :4].any() and not out[:, 12:].any() and not out[:, :, :4].any()
+  np.testing.assert_array_equal(out[:, 4:12, 4:12], 100)
+
+
+def test_augment_zoom_in_magnifies_the_centre():
+  clip = np.zeros((1, 16, 16, 1), np.uint8)
+  clip[0, 6:10, 6:10] = 255  # a 4x4 centre square
+  out = augment_clip(clip, np.random.default_rng(0), rotate=False, flip=False, scale=(2.0, 2.0))
+  # Doubled: the square covers the central 8x8 (bilinear edges aside).
+  np.testing.assert_array_equal(out[0, 5:11, 5:11, 0], 255)
+  assert not out[0, :3].any() and not out[0, 13:].any()
+
+
+def test_augment_rejects_non_square():
+  with pytest.raises(ValueError, match=r"expected square frames"):
+    augment_clip(np.zeros((2, 8, 10, 3), np.uint8), np.random.default_rng(0))
