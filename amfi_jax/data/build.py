@@ -1,0 +1,49 @@
+"""`tfds build` without TensorFlow: the same command line, run through TFDS's own build code.
+
+tensorflow-datasets 4.9.10's `tfds` entry point imports its `convert_format` command, which needs
+TensorFlow at import time, so `tfds build ...` fails in a TF-free environment even though
+building ArrayRecord datasets does not need TF. This launcher parses the identical `build`
+arguments with TFDS's own parser and runs TFDS's own build command:
+
+  python -m amfi_jax.data.build data_builders/ntu_rgbd --config=ntu60_xsub \
+      --manual_dir=/data/ntu --data_dir=~/tensorflow_datasets
+  python -m amfi_jax.data.build data_builders/utd_mhad --config=skeleton_depth \
+      --manual_dir=/data/utd_mhad
+  python -m amfi_jax.data.build ntu_rgbd --config='{"name": "tiny", "protocol": "xview",
+      "clip_length": 8, "image_size": 32}' --manual_dir=... --data_dir=...
+
+Datasets are given as a `data_builders/<name>` folder (as for `tfds build`) or by registered
+name (`ntu_rgbd`, `utd_mhad`); `--config` also accepts a JSON object of config fields.
+With TensorFlow installed, `tfds build` accepts the same arguments.
+"""
+
+from __future__ import annotations
+
+import logging as python_logging
+
+from absl import app
+from absl import logging
+from tensorflow_datasets.scripts.cli import build as tfds_build
+from tensorflow_datasets.scripts.cli import cli_utils
+
+# Registers the builders, so they can be named without a data_builders path.
+from amfi_jax.data import tfds_ntu  # noqa: F401  pylint: disable=unused-import
+from amfi_jax.data import tfds_utd_mhad  # noqa: F401  pylint: disable=unused-import
+
+
+def main(args: tfds_build.Args) -> None:
+  # Same console logging as the `tfds` CLI: INFO lines through Python logging, without C++ noise.
+  logging.use_python_logging(quiet=True)
+  logging.set_verbosity(logging.INFO)
+  handler = logging.get_absl_handler().python_handler
+  handler.setFormatter(python_logging.Formatter("{levelname}[{filename}]: {message}", style="{"))
+  args.execute()
+
+
+def run() -> None:
+  app.run(main, flags_parser=cli_utils.make_flags_parser(
+      tfds_build.Args, description="Build an amfi_jax TFDS dataset (tfds build, without TF)."))
+
+
+if __name__ == "__main__":
+  run()

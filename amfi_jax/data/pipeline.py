@@ -1,0 +1,258 @@
+"""Input pipelines: TFDS ArrayRecord splits -> grain -> per-process numpy batches -> global arrays.
+
+Training (`train_dataset`): source -> per-record selection of modalities -> seed / shuffle /
+repeat (reshuffled every epoch) -> random augmentation -> this process's slice -> batch
+(drop_remainder) -> IterDataset. Evaluation (`eval_dataset`): every record exactly once, the
+last global batch padded, with a boolean `mask`.
+
+A batch is a dict of numpy arrays, per process:
+  'rgb'      uint8   (B, K, S, S, 3)   NOT normalised: that happens on the device, so the host
+                                       ships 4x fewer bytes than float32
+  'depth'    float32 (B, K, S, S, 1)   in [0, 1] as stored (UTD-MHAD)
+  'skeleton' float32 (B, C, T, V, M)   C = 3 ('joint') or 6 ('joint_bone': joints, then bones)
+  'label'    int32   (B,)
+  'index'    int32   (B,)  record index in the split (-1 for eval padding)
+  'mask'     bool    (B,)  eval only: False for padding
+
+Iterators are `grain.DatasetIterator`s: `get_state()` / `set_state()`, or checkpoint them with
+Orbax through `grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(it)`.
+
+Typical use:
+
+  source = open_source("ntu_rgbd/ntu60_xsub", "train", data_dir=data_dir)
+  it = iter(train_dataset(source, modalities=("rgb", "skeleton"), batch_size=32, seed=0))
+  batch = global_batch(next(it), NamedSharding(mesh, PartitionSpec("data")))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+
+from amfi_jax.data import rgb_preprocess, skeleton_preprocess
+from amfi_jax.models import graphs
+
+MODALITIES = ("rgb", "depth", "skeleton")
+SKELETON_STREAMS = ("joint", "joint_bone")
+# The record feature holding each modality; NTU names its RGB clip `clip`, UTD-MHAD `rgb`.
+_FEATURES = {"rgb": ("clip", "rgb"), "depth": ("depth",), "skeleton": ("skeleton",)}
+# Image-like modalities that receive the random clip augmentation in training.
+_AUGMENTED = ("rgb", "depth")
+
+
+# Model selection: the honest default selects on held-out training performers / subjects; the
+# paper's Algorithm 1 trains on the whole training part and selects on the test split.
+SELECTION_SPLITS = {"validation": ("train", "validation"), "test": ("train+validation", "test")}
+
+
+def selection_splits(select_on: str) -> tuple[str, str]:
+  """(training split, evaluation split) for `select_on` = 'validation' (default) or 'test'."""
+  try:
+    return SELECTION_SPLITS[select_on]
+  except KeyError:
+    raise ValueError(f"select_on must be one of {sorted(SELECTION_SPLITS)}, got {select_on!r}"
+                     ) from None
+
+
+def open_source(dataset: str | os.PathLike | tfds.core.DatasetBuilder, split: str, *,
+                data_dir: str | os.PathLike | None = None):
+  """A random-access source of one split (any TFDS split expression, e.g. 'train+validation').
+
+  Args:
+    dataset: a registered name with config ('ntu_rgbd/ntu60_xsub', 'utd_mhad'), the directory
+      of a prepared dataset version (…/ntu_rgbd/<config>/1.0.0), or a TFDS builder.
+    split: 'train', 'validation', 'test', or an expression such as 'train+validation' (the
+      paper's training set when selecting on 'test').
+    data_dir: the TFDS data dir, for registered names.
+  """
+  if isinstance(dataset, tfds.core.DatasetBuilder):
+    return dataset.as_data_source(split)
+  path = Path(os.fspath(dataset)).expanduser()
+  if (path / "dataset_info.json").is_file():
+    return tfds.builder_from_directory(path).as_data_source(split)
+  # Registers the builders, so their names resolve.
+  from amfi_jax.data import tfds_ntu, tfds_utd_mhad  # noqa: F401  pylint: disable=unused-import
+  return tfds.data_source(os.fspath(dataset), split=split, data_dir=data_dir, download=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Select:
+  """Turns a TFDS record into the batch layout (picklable, so grain workers can run it)."""
+
+  modalities: tuple[str, ...]
+  skeleton_stream: str
+  graph: graphs.SkeletonGraph | None
+
+  def __call__(self, index: int, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    out = {"label": np.int32(record["label"]), "index": np.int32(index)}
+    for modality in self.modalities:
+      value = next(record[f] for f in _FEATURES[modality] if f in record)
+      if modality == "skeleton":
+        joints = np.asarray(value, np.float32)
+        if self.skeleton_stream == "joint_bone":
+          bones = skeleton_preprocess.joints_to_bones(joints, self._graph_for(joints))
+          joints = np.concatenate([joints, bones], axis=0)
+        out["skeleton"] = joints
+      elif modality == "rgb":
+        out["rgb"] = np.asarray(value, np.uint8)
+      else:
+        out["depth"] = np.asarray(value, np.float32)
+    return out
+
+  def _graph_for(self, joints: np.ndarray) -> graphs.SkeletonGraph:
+    if self.graph is not None:
+      return self.graph
+    # The joint count identifies the layout: NTU 25, UTD-MHAD 20.
+    for graph in graphs.GRAPHS.values():
+      if graph.num_joints == joints.shape[-2]:
+        return graph
+    raise ValueError(f"no skeleton graph with V={joints.shape[-2]} joints; pass graph=")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Augment:
+  """Random clip augmentation (rotation / flip / scaling, SPEC §3.3) of image-like modalities."""
+
+  augment_kwargs: tuple[tuple[str, Any], ...] = ()
+
+  def __call__(self, example: dict[str, np.ndarray], rng: np.random.Generator):
+    out = dict(example)
+    for modality in _AUGMENTED:
+      if modality in out:
+        out[modality] = rgb_preprocess.augment_clip(out[modality], rng,
+                                                    **dict(self.augment_kwargs))
+    return out
+
+
+def _check(source, modalities: Sequence[str], skeleton_stream: str) -> tuple[str, ...]:
+  modalities = tuple(modalities)
+  unknown = set(modalities) - set(MODALITIES)
+  if not modalities or unknown:
+    raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {modalities}")
+  if skeleton_stream not in SKELETON_STREAMS:
+    raise ValueError(f"skeleton_stream must be one of {SKELETON_STREAMS}, got "
+                     f"{skeleton_stream!r}")
+  if len(source) == 0:
+    raise ValueError("the data source is empty")
+  record = source[0]
+  for modality in modalities:
+    if not any(f in record for f in _FEATURES[modality]):
+      raise ValueError(f"modality {modality!r} needs feature {' or '.join(_FEATURES[modality])}"
+                       f", but the records have {sorted(record)} (was it built without it?)")
+  return modalities
+
+
+def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+  if not 0 <= index < count:
+    raise ValueError(f"process_index {index} outside [0, {count})")
+  return index, count
+
+
+def _read_options(num_threads: int, prefetch: int) -> grain.ReadOptions:
+  # The prefetch buffer holds whole batches (batching happens before to_iter_dataset); grain's
+  # default of 500 would hold ~10 GB of 32-clip batches.
+  return grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+
+
+def train_dataset(source, *, batch_size: int, seed: int,
+                  modalities: Sequence[str] = ("rgb", "skeleton"),
+                  skeleton_stream: str = "joint", graph: graphs.SkeletonGraph | None = None,
+                  augment: bool = True, augment_kwargs: Mapping[str, Any] | None = None,
+                  num_epochs: int | None = None, process_index: int | None = None,
+                  process_count: int | None = None, num_threads: int = 4, prefetch: int = 4
+                  ) -> grain.IterDataset:
+  """The training pipeline of one process: shuffled, repeated, augmented, batched.
+
+  Args:
+    source: a random-access source (`open_source`, or any sequence of TFDS-style records).
+    batch_size: PER-PROCESS batch size (global batch / process count).
+    seed: shuffling and augmentation seed; the same seed gives the same batches.
+    modalities: any of 'rgb', 'depth', 'skeleton'.
+    skeleton_stream: 'joint' (C=3) or 'joint_bone' (C=6: joints, then bones).
+    graph: skeleton layout for bones; inferred from the joint count when None.
+    augment: apply `augment_clip` to 'rgb' and 'depth' (skeletons are never augmented, as in
+      2s-AGCN).
+    augment_kwargs: keyword arguments for `augment_clip`.
+    num_epochs: None repeats forever; each epoch is reshuffled.
+    process_index, process_count: this process's slice; default from JAX.
+    num_threads, prefetch: batches read in parallel / buffered ahead.
+  """
+  modalities = _check(source, modalities, skeleton_stream)
+  index, count = _process(process_index, process_count)
+  ds = grain.MapDataset.source(source).map_with_index(_Select(modalities, skeleton_stream, graph))
+  ds = ds.seed(seed).shuffle().repeat(num_epochs)
+  if augment and any(m in _AUGMENTED for m in modalities):
+    # Before slicing: the random stream is keyed by the GLOBAL position, so the augmentation of
+    # an example does not depend on how many processes share the work.
+    ds = ds.random_map(_Augment(tuple(sorted((augment_kwargs or {}).items()))))
+  ds = ds[index::count]
+  ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.to_iter_dataset(_read_options(num_threads, prefetch))
+
+
+def eval_num_batches(num_records: int, batch_size: int, process_count: int) -> int:
+  """Batches each process yields in `eval_dataset` (the same for every process)."""
+  return math.ceil(num_records / (batch_size * process_count))
+
+
+def eval_dataset(source, *, batch_size: int, modalities: Sequence[str] = ("rgb", "skeleton"),
+                 skeleton_stream: str = "joint", graph: graphs.SkeletonGraph | None = None,
+                 process_index: int | None = None, process_count: int | None = None,
+                 num_threads: int = 4, prefetch: int = 4) -> grain.IterDataset:
+  """Every record exactly once, in record order, the last global batch padded.
+
+  All processes yield `eval_num_batches(...)` batches of `batch_size`. Global batch b holds
+  records [b*G, (b+1)*G), G = batch_size * process_count, and process p holds the contiguous
+  block [b*G + p*batch_size, ...), so `global_batch` assembles it in record order. Padding
+  entries repeat record 0 with `mask` False and `index` -1.
+  """
+  modalities = _check(source, modalities, skeleton_stream)
+  index, count = _process(process_index, process_count)
+  base = grain.MapDataset.source(source).map_with_index(_Select(modalities, skeleton_stream,
+                                                                graph))
+  num_batches = eval_num_batches(len(base), batch_size, count)
+  ds = grain.MapDataset.range(num_batches * batch_size).map(
+      _Padded(base, len(base), batch_size, index, count))
+  ds = ds.batch(batch_size, drop_remainder=True)
+  return ds.to_iter_dataset(_read_options(num_threads, prefetch))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Padded:
+  """Local position -> the record of this process's block, or a masked copy of record 0."""
+
+  base: grain.MapDataset
+  num_records: int
+  batch_size: int
+  process_index: int
+  process_count: int
+
+  def __call__(self, i: int) -> dict[str, np.ndarray]:
+    b, offset = divmod(i, self.batch_size)
+    g = (b * self.process_count + self.process_index) * self.batch_size + offset
+    if g < self.num_records:
+      return {**self.base[g], "mask": np.bool_(True)}
+    return {**self.base[0], "index": np.int32(-1), "mask": np.bool_(False)}
+
+
+def global_batch(batch: Mapping[str, np.ndarray], sharding: jax.sharding.Sharding
+                 ) -> dict[str, jax.Array]:
+  """Each process's local batch -> global `jax.Array`s sharded along the batch axis.
+
+  `sharding` (e.g. `NamedSharding(mesh, PartitionSpec('data'))`) applies to every array; the
+  global batch is the concatenation of the processes' batches in process order.
+  """
+  return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+          for key, value in batch.items()}
+
