@@ -1,0 +1,92 @@
+"""Which dataset a run trains on: a prepared TFDS dataset, or the embedded generated one.
+
+`config.data.dataset` empty selects the embedded dataset: NTU-format raw files are generated
+into WORKDIR/data/raw (skeleton files and `_rgb.avi` videos, exactly the real layout) and built
+with the real NTU builder into WORKDIR/data/tfds — the same path real data takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import tensorflow_datasets as tfds
+
+from amfi_jax.data import pipeline, synthetic, tfds_ntu
+
+# Cross-subject split of the generated performers: 1 2 4 5 8 9 train (9 held out for validation),
+# 3 6 7 10 test, as for real NTU performers.
+EMBEDDED_VALIDATION_PERFORMERS = (9,)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  builder: tfds.core.DatasetBuilder
+  class_names: tuple[str, ...]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def source(self, split: str):
+    return pipeline.open_source(self.builder, split)
+
+
+def _class_names(builder) -> tuple[str, ...]:
+  label = builder.info.features["label"]
+  return tuple(label.names)
+
+
+def prepare(data_cfg, workdir: str) -> Dataset:
+  """The run's dataset, generating and building the embedded one when needed."""
+  if not data_cfg.dataset:
+    return _embedded(data_cfg, workdir)
+  name = data_cfg.dataset
+  if os.path.isfile(os.path.join(name, "dataset_info.json")):
+    builder = tfds.builder_from_directory(name)
+  else:
+    from amfi_jax.data import tfds_utd_mhad  # noqa: F401  registers `utd_mhad`
+    data_dir = data_cfg.data_dir or None
+    try:
+      builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # tfds raises several types for unknown names / configs
+      raise ValueError(f"config.data.dataset={name!r} is not a known dataset or a prepared "
+                       f"dataset directory: {e}") from None
+    if not builder.is_prepared():
+      raise FileNotFoundError(
+          f"config.data.dataset={name!r} is not built in config.data.data_dir="
+          f"{data_cfg.data_dir or '(TFDS default)'}; build it first, e.g. "
+          f"`python -m amfi_jax.data.build data_builders/{name.split('/')[0]} "
+          f"--config={name.split('/')[-1]} --manual_dir=RAW --data_dir=DIR`")
+  return Dataset(builder, _class_names(builder))
+
+
+def _embedded(data_cfg, workdir: str) -> Dataset:
+  e = data_cfg.embedded
+  raw = os.path.join(os.path.abspath(workdir), "data", "raw")
+  data_dir = os.path.join(os.path.abspath(workdir), "data", "tfds")
+  config = tfds_ntu.custom_config(
+      "ntu60_xsub", manual_dir=None, clip_length=e.clip_length, image_size=e.image_size,
+      max_frames=e.max_frames, validation_performers=EMBEDDED_VALIDATION_PERFORMERS,
+      class_names=tuple(synthetic.class_names(e.num_classes)), missing_skeletons="")
+  builder = tfds_ntu.NtuRgbd(config=config, data_dir=data_dir)
+  if not builder.is_prepared():
+    if jax.process_index() == 0:
+      done = os.path.join(raw, "COMPLETE")
+      if not os.path.exists(done):
+        synthetic.generate(raw, synthetic.SyntheticConfig(
+            num_classes=e.num_classes, performers=tuple(e.performers),
+            replications=tuple(e.replications), seed=e.seed))
+        open(done, "w").close()
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=raw))
+    _sync("embedded dataset")
+    builder = tfds_ntu.NtuRgbd(config=config, data_dir=data_dir)
+  return Dataset(builder, _class_names(builder))
+
+
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)

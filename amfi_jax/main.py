@@ -1,0 +1,36 @@
+"""Trains AMFI-Net: the stages the config lists (RGB → skeleton → fusion), resuming by itself.
+
+  python -m amfi_jax.main --config=configs/fusion.py --workdir=/tmp/amfi
+  python -m amfi_jax.main --config=configs/fusion.py:demo --workdir=/tmp/amfi_demo
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from amfi_jax.training import loop
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py[:variant]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.info("JAX process %d of %d, local devices %s", jax.process_index(),
+               jax.process_count(), jax.local_devices())
+  try:
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except loop.Preempted as e:
+    logging.warning("%s", e)
+    print(str(e), file=sys.stderr)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,1 @@
+"""Training: stages, optimisation, sharded steps, checkpoints and the loop that ties them."""

@@ -1,0 +1,66 @@
+"""Orbax checkpoints of a stage: train state + data-iterator position, latest N and the best.
+
+The best checkpoint is the one with the highest selection accuracy (paper Algorithm 1), kept
+besides the latest `keep_latest`. Saves are asynchronous; restores go into an abstract target
+that carries the CURRENT shardings, so a checkpoint written on one mesh restores on another.
+"""
+
+from __future__ import annotations
+
+import os
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+SELECTION_METRIC = "selection_top1"
+
+
+class StageCheckpoints:
+
+  def __init__(self, directory: str, *, keep_latest: int, asynchronous: bool = True):
+    self.directory = os.path.abspath(directory)
+    policy = checkpoint_managers.AnyPreservationPolicy([
+        checkpoint_managers.LatestN(n=max(1, keep_latest)),
+        checkpoint_managers.BestN(get_metric_fn=lambda m: m[SELECTION_METRIC], reverse=False,
+                                  n=1, keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy,
+                                           enable_async_checkpointing=asynchronous,
+                                           best_fn=lambda m: m[SELECTION_METRIC],
+                                           best_mode="max", create=True)
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def save(self, step: int, state, data_iterator=None, *, metrics: dict | None = None,
+           force: bool = False) -> bool:
+    items = {"state": ocp.args.StandardSave(state)}
+    if data_iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    return self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=force)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def best_step(self) -> int | None:
+    return self.manager.best_step()
+
+  def restore(self, step: int, abstract_state, shardings, data_iterator=None):
+    """Restores `step` onto `shardings` (any mesh); refills `data_iterator` in place."""
+    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract_state, shardings)
+    items = {"state": ocp.args.StandardRestore(target)}
+    if data_iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    return restored["state"]
+
+  def metrics(self, step: int) -> dict | None:
+    return self.manager.metrics(step)
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()

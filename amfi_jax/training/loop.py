@@ -1,0 +1,280 @@
+"""The training loop: every stage the config lists, each resumable, each with its reports.
+
+Per stage, in `WORKDIR/<stage>/`: `checkpoints/` (Orbax: latest N + best), `best_stream/`
+(the best single-stream weights, what the fusion stage loads), TensorBoard events and
+`metrics.jsonl`, `result.json` (present = finished: a re-run skips the stage), plots and
+per-sample scores. `WORKDIR/results.json` collects every stage's result.
+
+Resume order of a stage: its own latest checkpoint → `config.init_from` (converted weights) or,
+for fusion, the best weights of this run's stream stages → fresh initialisation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from amfi_jax import configlib, parallel, weights
+from amfi_jax.data import datasets, pipeline
+from amfi_jax.evaluation import reports
+from amfi_jax.models import build_model
+from amfi_jax.monitoring.progress import ProgressBar
+from amfi_jax.monitoring.writers import MetricWriter, parameter_overview
+from amfi_jax.training import evaluation, optim
+from amfi_jax.training.checkpoints import SELECTION_METRIC, StageCheckpoints
+from amfi_jax.training.stages import Stage, make_stage
+from amfi_jax.training.state import init_state, load_streams_into, state_layout
+from amfi_jax.training.steps import batch_keys, make_eval_step, make_train_step
+
+STAGE_TITLES = {"rgb": "RGB only", "skeleton": "Skeleton only", "fusion": "Fusion"}
+
+
+class Preempted(Exception):
+  """SIGTERM arrived; the stage saved a checkpoint and stopped. Re-run to resume."""
+
+
+class _SigtermFlag:
+  """Turns SIGTERM into a flag the loop polls, so the state is saved between steps."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: leave signals to the caller
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.raised = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Runs the stages of `config` in `workdir`; returns {stage: result dict}."""
+  configlib.validate(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  dataset = datasets.prepare(config.data, workdir)
+  if dataset.num_classes != config.model.num_classes:
+    raise ValueError(f"config.model.num_classes={config.model.num_classes} but the dataset has "
+                     f"{dataset.num_classes} classes")
+  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
+  logging.info("Mesh %s over %d devices (%d processes)", dict(mesh.shape), jax.device_count(),
+               jax.process_count())
+  results = {}
+  for name in config.stages:
+    results[name] = train_stage(config, name, workdir, dataset, mesh)
+  if jax.process_index() == 0:
+    print(reports.format_results_table(
+        {STAGE_TITLES[name]: result for name, result in results.items()}), flush=True)
+  return results
+
+
+def stage_dir(workdir: str, name: str) -> str:
+  return os.path.join(os.path.abspath(workdir), name)
+
+
+def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh) -> dict:
+  directory = stage_dir(workdir, name)
+  result_path = os.path.join(directory, "result.json")
+  if os.path.exists(result_path):
+    logging.info("Stage %s already finished (%s); skipping", name, result_path)
+    with open(result_path) as f:
+      return json.load(f)
+  is_main = jax.process_index() == 0
+  stage = make_stage(name, config)
+  scfg = config.train[name]
+  train_split, select_split = pipeline.selection_splits(config.data.select_on)
+  train_source = dataset.source(train_split)
+  schedule = optim.resolve_schedule(scfg, len(train_source), name)
+  tx = optim.make_optimizer(scfg, schedule)
+  build = lambda: build_model(config.model, name, seed=config.seed)
+  layout = state_layout(build, stage, tx, mesh)
+  _check_batch(scfg.batch_size, mesh, f"config.train.{name}.batch_size")
+
+  train_iter = iter(pipeline.train_dataset(
+      train_source, batch_size=scfg.batch_size // jax.process_count(),
+      seed=config.seed, modalities=stage.inputs, skeleton_stream=config.data.skeleton_stream,
+      augment=config.data.augment, num_threads=config.data.num_threads,
+      prefetch=config.data.prefetch))
+  ckpts = StageCheckpoints(os.path.join(directory, "checkpoints"),
+                           keep_latest=config.train.keep_latest)
+  latest = ckpts.latest_step()
+  if latest is not None:
+    logging.info("Stage %s: resuming from step %d", name, latest)
+    state = ckpts.restore(latest, layout.abstract, layout.shardings, train_iter)
+  else:
+    state = init_state(build, stage, tx, layout, config.seed)
+    loader = _stream_loader(config, name, workdir)
+    if loader is not None:
+      state = load_streams_into(state, layout, stage, tx, loader)
+
+  writer = MetricWriter(directory, enabled=is_main)
+  if latest is None:
+    writer.write_hparams(config.to_dict())
+    if is_main:
+      logging.info("Stage %s parameters:\n%s", name, parameter_overview(
+          jax.tree.map(lambda x: x, layout.abstract.params)))
+  train_step = make_train_step(stage, layout, tx)
+  eval_step = make_eval_step(stage, layout)
+  eval_kwargs = dict(stage=stage, data_cfg=config.data, batch_size=scfg.eval_batch_size,
+                     mesh=mesh, class_names=dataset.class_names)
+  select_source = dataset.source(select_split)
+  data_sharding = parallel.batch_sharding(mesh)
+  keys = batch_keys(stage)
+
+  start = int(jax.device_get(state.step))
+  progress = ProgressBar(schedule.total_steps, initial_step=start, enabled=is_main)
+  pending = None  # (step, metrics) of the last step, read once the next one is dispatched
+  last_checked = start
+  with _SigtermFlag() as sigterm:
+    for step in range(start + 1, schedule.total_steps + 1):
+      batch = next(train_iter)
+      state, metrics = train_step(state, pipeline.global_batch(
+          {k: batch[k] for k in keys}, data_sharding))
+      if pending is not None:
+        last_checked = _log_train(writer, progress, *pending, last_checked, scfg, config)
+      pending = (step, metrics)
+      if schedule.is_eval_step(step) or sigterm.raised:
+        last_checked = _log_train(writer, progress, *pending, last_checked, scfg, config,
+                                  force=True)
+        pending = None
+      if schedule.is_eval_step(step):
+        result = evaluation.evaluate(eval_step, state, select_source, **eval_kwargs)
+        writer.write_scalars(step, {f"{select_split}/{k}": v for k, v in result.scalars().items()})
+        logging.info("Stage %s step %d: %s top-1 %.4f", name, step, select_split, result.top1)
+        ckpts.save(step, state, train_iter, metrics={SELECTION_METRIC: result.top1}, force=True)
+      elif sigterm.raised:
+        ckpts.save(step, state, train_iter, force=True)
+      if sigterm.raised:
+        ckpts.close()
+        writer.close()
+        progress.close()
+        raise Preempted(f"SIGTERM: stage {name} saved step {step} in {ckpts.directory}; "
+                        "run the same command again to resume")
+  progress.close()
+  ckpts.wait()
+
+  best = ckpts.best_step()
+  if best is None:
+    raise RuntimeError(f"Stage {name} finished without an evaluated checkpoint in "
+                       f"{ckpts.directory}")
+  state = ckpts.restore(best, layout.abstract, layout.shardings)
+  ckpts.close()
+  result = _final_reports(config, name, directory, workdir, dataset, stage, layout, state,
+                          eval_step, eval_kwargs, best, select_split)
+  writer.close()
+  return result
+
+
+def _check_batch(batch_size: int, mesh, field: str) -> None:
+  data = mesh.shape["data"]
+  if batch_size % data or batch_size % jax.process_count():
+    raise ValueError(f"{field}={batch_size} must be divisible by the mesh's data axis ({data}) "
+                     f"and the {jax.process_count()} processes")
+
+
+def _log_train(writer, progress, step, metrics, last_checked, scfg, config, force=False) -> int:
+  """Logs a step's metrics every `log_every_steps` (or when forced) and stops on NaN/inf."""
+  if not force and step % config.train.log_every_steps:
+    progress.update(step, scfg.batch_size)
+    return last_checked
+  host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  if not all(math.isfinite(v) for v in host.values()):
+    bad = sorted(k for k, v in host.items() if not math.isfinite(v))
+    raise FloatingPointError(
+        f"Non-finite {bad} at a step in ({last_checked}, {step}]; stopping. The checkpoints "
+        "hold only states from before it; lower the learning rate or check the data")
+  writer.write_scalars(step, {f"train/{k}": v for k, v in host.items()})
+  progress.update(step, scfg.batch_size, loss=f"{host['loss']:.4f}")
+  return step
+
+
+def _stream_loader(config, name: str, workdir: str):
+  """A function filling stream weights into a new model, or None (train from scratch)."""
+  sources = {}
+  for stream in ("rgb", "skeleton"):
+    if name not in (stream, "fusion"):
+      continue
+    path = config.init_from[stream]
+    if not path and name == "fusion":
+      path = os.path.join(stage_dir(workdir, stream), "best_stream")
+      if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"The fusion stage needs the trained {stream} stream: {path} does not exist. Run "
+            f"the {stream} stage first (config.stages) or set config.init_from.{stream}")
+    if path:
+      sources[stream] = path
+  if not sources:
+    return None
+
+  def load(model: nnx.Module):
+    for stream, path in sources.items():
+      target = model if name == stream else getattr(model, stream)
+      skipped = weights.load_stream(path, target)
+      logging.info("Loaded %s stream from %s%s", stream, path,
+                   f" (new classifier: {skipped})" if skipped else "")
+
+  return load
+
+
+def _final_reports(config, name, directory, workdir, dataset, stage: Stage, layout, state,
+                   eval_step, eval_kwargs, best_step, select_split) -> dict:
+  """Evaluates the best checkpoint on the selection and test splits and writes the reports."""
+  start = time.time()
+  selection = evaluation.evaluate(eval_step, state, dataset.source(select_split), **eval_kwargs)
+  test_source = dataset.source("test")
+  test = evaluation.evaluate(eval_step, state, test_source, keep_features=True, **eval_kwargs)
+  if name in ("rgb", "skeleton"):
+    model = layout.model(state.params, state.frozen)
+    stream_dir = os.path.join(directory, "best_stream")
+    if not os.path.isdir(os.path.join(stream_dir, "state")):
+      weights.save_stream(stream_dir, model, info={"stage": name, "step": best_step})
+  result = {
+      "stage": name,
+      "best_step": int(best_step),
+      "selection_split": select_split,
+      "protocol": ("paper: selected on the test split (Algorithm 1)"
+                   if config.data.select_on == "test"
+                   else "selected on a validation split of training subjects"),
+      "selection": selection.to_dict(include_confusion=False),
+      "test": test.to_dict(include_confusion=False),
+      "config": json.loads(config.to_json_best_effort()),
+  }
+  if jax.process_index() == 0:
+    names = [_sample_name(test_source, i) for i in test.indices]
+    reports.write_per_sample_scores(os.path.join(directory, "test_scores.jsonl"), names,
+                                    test.labels, test.probabilities, dataset.class_names)
+    reports.save_confusion_png(os.path.join(directory, "confusion_test.png"), test.confusion,
+                               dataset.class_names, f"{STAGE_TITLES[name]}: test confusion")
+    if len(test.labels) > 5:
+      reports.save_tsne_png(os.path.join(directory, "tsne_test.png"), test.features, test.labels,
+                            dataset.class_names, f"{STAGE_TITLES[name]}: t-SNE of test features")
+    reports.update_results_json(os.path.join(workdir, "results.json"), name, result)
+    tmp = os.path.join(directory, "result.json.tmp")
+    with open(tmp, "w") as f:
+      json.dump(result, f, indent=2)
+    os.replace(tmp, os.path.join(directory, "result.json"))
+  logging.info("Stage %s: best step %d, test top-1 %.4f (reports in %.1fs)", name, best_step,
+               test.top1, time.time() - start)
+  return result
+
+
+def _sample_name(source, index: int) -> str:
+  name = source[int(index)]["sample_name"]
+  return name.decode() if isinstance(name, bytes) else str(name)

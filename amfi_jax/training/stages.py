@@ -1,0 +1,82 @@
+"""The three stages of AMFI-Net training: what each feeds the model, trains and minimises.
+
+A stage is data, not a branch in the loop: the loop asks its `Stage` for the modalities to load,
+the forward pass, the loss and which parameters the optimiser may change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from amfi_jax.models import ModelOutput, gate_loss
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """How one stage trains.
+
+  Attributes:
+    name: `rgb`, `skeleton` or `fusion`.
+    inputs: batch keys the model consumes, in call order (`rgb` stands for the RGB stream's
+      input, which is the `depth` modality when `config.data.rgb_modality` says so).
+    trainable: nnx filter of the parameters the optimiser updates; every other variable
+      (frozen parameters, BatchNorm statistics) is carried unchanged or updated by the forward.
+    gate_weight: λ of L_total = CE + λ·L_gate (fusion with an AMFI head).
+  """
+
+  name: str
+  inputs: tuple[str, ...]
+  trainable: nnx.filterlib.Filter
+  gate_weight: float = 0.0
+
+  def forward(self, model: nnx.Module, batch: dict[str, jax.Array]) -> ModelOutput:
+    return model(*(batch[k] for k in self.inputs))
+
+  def loss(self, out: ModelOutput, labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean loss over the batch and its parts (for logging)."""
+    ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
+    metrics = {"ce": ce, "accuracy": (out.logits.argmax(-1) == labels).mean()}
+    total = ce
+    if out.gate is not None:
+      lg = gate_loss(out.gate)
+      metrics["gate_loss"] = lg
+      metrics["gate_mean"] = out.gate.mean()
+      total = ce + self.gate_weight * lg
+    metrics["loss"] = total
+    return total, metrics
+
+
+def make_stage(name: str, config) -> Stage:
+  rgb_input = config.data.rgb_modality
+  if name == "rgb":
+    return Stage("rgb", (rgb_input,), nnx.Param)
+  if name == "skeleton":
+    return Stage("skeleton", ("skeleton",), nnx.Param)
+  if name == "fusion":
+    f = config.model.fusion
+    trainable: Callable | type = nnx.All(nnx.Param, nnx.PathContains("head")) \
+        if f.freeze_backbones else nnx.Param
+    return Stage("fusion", (rgb_input, "skeleton"), trainable,
+                 gate_weight=float(f.gate_weight) if f.kind == "amfi" else 0.0)
+  raise ValueError(f"Unknown stage {name!r} in config.stages")
+
+
+def data_modalities(stage: Stage) -> tuple[str, ...]:
+  """The pipeline modalities a stage needs."""
+  return tuple(stage.inputs)
+
+
+def eval_outputs(out: ModelOutput) -> dict[str, jax.Array]:
+  """What evaluation keeps per sample: logits and whichever features the model produced."""
+  keep = {"logits": out.logits}
+  for name, value in (("rgb", out.rgb_features), ("skeleton", out.skeleton_features),
+                      ("fused", out.fused_features)):
+    if value is not None:
+      keep[f"features/{name}"] = value.astype(jnp.float32)
+  return keep

@@ -1,0 +1,92 @@
+"""Train state: a pure pytree of arrays, created sharded by a jitted init.
+
+`params` holds what the optimiser updates; `frozen` holds every other model variable (BatchNorm
+statistics, and in the fusion stage the frozen streams). The model's structure (`graphdef`) is
+static and lives outside the state, so the state saves and restores as plain nested dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+from jax.sharding import Mesh
+
+from amfi_jax import parallel
+from amfi_jax.training.stages import Stage
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict
+  frozen: dict
+  opt_state: optax.OptState
+  rng: jax.Array  # raw key data; threaded through steps for stochastic layers and augmentation
+
+
+@dataclasses.dataclass(frozen=True)
+class StateLayout:
+  """Everything static about a stage's state: structure, abstract shapes and shardings."""
+
+  graphdef: nnx.GraphDef
+  abstract: TrainState  # ShapeDtypeStructs
+  shardings: TrainState  # NamedShardings
+  mesh: Mesh
+
+  def model(self, params, frozen) -> nnx.Module:
+    return nnx.merge(self.graphdef, params, frozen, copy=True)
+
+
+def _split(model: nnx.Module, stage: Stage):
+  graphdef, params, frozen = nnx.split(model, stage.trainable, ...)
+  return graphdef, params, frozen
+
+
+def state_layout(build_model: Callable[[], nnx.Module], stage: Stage,
+                 tx: optax.GradientTransformation, mesh: Mesh) -> StateLayout:
+  """Abstract state via `eval_shape` and its shardings from the variables' logical axes."""
+  abstract_model = nnx.eval_shape(build_model)
+  graphdef, params, frozen = _split(abstract_model, stage)
+  if not jax.tree.leaves(params):
+    raise ValueError(f"Stage {stage.name!r} has no trainable parameters")
+  param_sh = parallel.variable_shardings(params, mesh)
+  frozen_sh = parallel.variable_shardings(frozen, mesh)
+  abstract = jax.eval_shape(lambda: _init(build_model, stage, tx, 0))
+  opt_sh = optax.tree_map_params(tx, lambda _, sh: sh, abstract.opt_state, param_sh,
+                                 transform_non_params=lambda _: parallel.replicated(mesh))
+  rep = parallel.replicated(mesh)
+  shardings = TrainState(step=rep, params=param_sh, frozen=frozen_sh, opt_state=opt_sh, rng=rep)
+  return StateLayout(graphdef=graphdef, abstract=abstract, shardings=shardings, mesh=mesh)
+
+
+def _init(build_model, stage: Stage, tx, seed) -> TrainState:
+  _, params, frozen = _split(build_model(), stage)
+  params, frozen = nnx.to_pure_dict(params), nnx.to_pure_dict(frozen)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, frozen=frozen,
+                    opt_state=tx.init(params),
+                    rng=jax.random.key_data(jax.random.key(seed)))
+
+
+def init_state(build_model, stage: Stage, tx, layout: StateLayout, seed: int) -> TrainState:
+  """Initialises directly into the target shardings (one compiled program, no host copy)."""
+  init = jax.jit(lambda: _init(build_model, stage, tx, seed), out_shardings=layout.shardings)
+  return init()
+
+
+def load_streams_into(state: TrainState, layout: StateLayout, stage: Stage, tx,
+                      loader: Callable[[nnx.Module], None]) -> TrainState:
+  """Applies `loader` (which fills stream weights in place) to the state's model, re-shards it
+  and resets the optimiser state for the new parameters."""
+  # Writable host copies: the loader assigns into the variables in place.
+  model = layout.model(*jax.tree.map(np.array, jax.device_get((state.params, state.frozen))))
+  loader(model)
+  _, params, frozen = _split(model, stage)
+  params, frozen = nnx.to_pure_dict(params), nnx.to_pure_dict(frozen)
+  new = state.replace(params=params, frozen=frozen, opt_state=tx.init(params))
+  return jax.device_put(new, layout.shardings)

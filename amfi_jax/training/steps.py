@@ -1,0 +1,57 @@
+"""The compiled train and eval steps of a stage, with explicit shardings and donation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import optax
+from flax import nnx
+
+from amfi_jax import parallel
+from amfi_jax.training.stages import Stage, eval_outputs
+from amfi_jax.training.state import StateLayout, TrainState
+
+
+def batch_keys(stage: Stage) -> tuple[str, ...]:
+  return tuple(stage.inputs) + ("label",)
+
+
+def make_train_step(stage: Stage, layout: StateLayout, tx: optax.GradientTransformation
+                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+  """(state, batch) → (new state, metrics); the old state's buffers are donated."""
+
+  def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def loss_fn(params):
+      model = layout.model(params, state.frozen)
+      out = stage.forward(model, batch)
+      loss, metrics = stage.loss(out, batch["label"])
+      # BatchNorm running statistics updated by the forward pass (none for frozen streams).
+      _, _, frozen = nnx.split(model, stage.trainable, ...)
+      return loss, (metrics, nnx.to_pure_dict(frozen))
+
+    grads, (metrics, frozen) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    rng = jax.random.key_data(jax.random.split(jax.random.wrap_key_data(state.rng))[0])
+    new = state.replace(step=state.step + 1, params=params, frozen=frozen, opt_state=opt_state,
+                        rng=rng)
+    return new, metrics
+
+  data = parallel.batch_sharding(layout.mesh)
+  return jax.jit(step, in_shardings=(layout.shardings, {k: data for k in batch_keys(stage)}),
+                 out_shardings=(layout.shardings, parallel.replicated(layout.mesh)),
+                 donate_argnums=(0,))
+
+
+def make_eval_step(stage: Stage, layout: StateLayout) -> Callable[[TrainState, dict], dict]:
+  """(state, batch) → per-sample logits and features, BatchNorm in inference mode."""
+
+  def step(state: TrainState, batch: dict) -> dict:
+    model = nnx.view(layout.model(state.params, state.frozen), use_running_average=True)
+    return eval_outputs(stage.forward(model, batch))
+
+  data = parallel.batch_sharding(layout.mesh)
+  return jax.jit(step, in_shardings=(layout.shardings, {k: data for k in stage.inputs}),
+                 out_shardings=data)
