@@ -12,6 +12,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from amfi_jax import run_context
 from amfi_jax.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py[:variant]).",
@@ -23,6 +24,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  run_context.quiet_library_logs()
   logging.info("JAX process %d of %d, local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:

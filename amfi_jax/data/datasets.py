@@ -32,6 +32,19 @@ class Dataset:
   def source(self, split: str):
     return pipeline.open_source(self.builder, split)
 
+  def sample_format(self) -> dict:
+    """How raw samples become records (for `predict` on raw files): the builder config's
+    clip/crop/frame settings and the feature shapes."""
+    features = self.builder.info.features
+    out = {"builder": self.builder.name,
+           "shapes": {k: list(features[k].shape) for k in ("skeleton", "clip", "rgb", "depth")
+                      if k in features}}
+    config = self.builder.builder_config
+    for field in ("clip_length", "image_size", "crop_size", "max_frames"):
+      if hasattr(config, field):
+        out[field] = getattr(config, field)
+    return out
+
 
 def _class_names(builder) -> tuple[str, ...]:
   label = builder.info.features["label"]

@@ -481,7 +481,8 @@ def _load_example(job: _Job) -> tuple[str, str, Any]:
         raise DataFormatError(path, f"no video {job.name}_rgb.avi found in the manual dir "
                               "(build with include_rgb=False for skeletons only)")
       path = job.video_path
-      clip, total = _load_clip(job.video_path, seq, config)
+      clip, total = load_clip(job.video_path, seq, clip_length=config["clip_length"],
+                              crop_size=config["crop_size"], image_size=config["image_size"])
       example["clip"] = clip
       example["video_frame_count"] = np.int32(total)
   except RECOVERABLE_ERRORS as e:
@@ -490,11 +491,13 @@ def _load_example(job: _Job) -> tuple[str, str, Any]:
   return "ok", job.name, example
 
 
-def _load_clip(video_path: str, seq, config: dict[str, Any]) -> tuple[np.ndarray, int]:
-  """K equally spaced frames, cropped around the performers and resized to S x S (uint8)."""
+def load_clip(video_path: str, seq, *, clip_length: int, crop_size: int, image_size: int
+              ) -> tuple[np.ndarray, int]:
+  """K equally spaced frames, cropped around the performers of `seq` and resized to S x S
+  (uint8), and the video's frame count. Also used by `amfi_jax.predict` on raw samples."""
   from amfi_jax.data import rgb_preprocess, video
 
-  frames, total = video.read_video_frames(video_path, config["clip_length"])
-  box = rgb_preprocess.crop_box(seq.color_xy, frames.shape[1:3], crop_size=config["crop_size"])
-  clip = rgb_preprocess.crop_and_resize(frames, box, config["image_size"])
+  frames, total = video.read_video_frames(video_path, clip_length)
+  box = rgb_preprocess.crop_box(seq.color_xy, frames.shape[1:3], crop_size=crop_size)
+  clip = rgb_preprocess.crop_and_resize(frames, box, image_size)
   return np.ascontiguousarray(clip, dtype=np.uint8), int(total)

@@ -11,6 +11,7 @@ for fusion, the best weights of this run's stream stages → fresh initialisatio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -34,7 +35,6 @@ from amfi_jax.training.stages import Stage, make_stage
 from amfi_jax.training.state import init_state, load_streams_into, state_layout
 from amfi_jax.training.steps import batch_keys, make_eval_step, make_train_step
 
-STAGE_TITLES = {"rgb": "RGB only", "skeleton": "Skeleton only", "fusion": "Fusion"}
 
 
 class Preempted(Exception):
@@ -76,17 +76,79 @@ def train_and_evaluate(config, workdir: str) -> dict:
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
   logging.info("Mesh %s over %d devices (%d processes)", dict(mesh.shape), jax.device_count(),
                jax.process_count())
+  if jax.process_index() == 0:
+    write_run_info(workdir, config, dataset)
   results = {}
   for name in config.stages:
     results[name] = train_stage(config, name, workdir, dataset, mesh)
   if jax.process_index() == 0:
-    print(reports.format_results_table(
-        {STAGE_TITLES[name]: result for name, result in results.items()}), flush=True)
+    print(reports.format_results_table(results), flush=True)
   return results
+
+
+RUN_INFO = "run.json"
+
+
+def write_run_info(workdir: str, config, dataset: datasets.Dataset) -> None:
+  """What `evaluate` and `predict` need to rebuild the run: config, classes, sample format."""
+  info = {"config": json.loads(config.to_json_best_effort()),
+          "class_names": list(dataset.class_names), "sample_format": dataset.sample_format()}
+  tmp = os.path.join(workdir, RUN_INFO + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(info, f, indent=2)
+  os.replace(tmp, os.path.join(workdir, RUN_INFO))
+
+
+def read_run_info(workdir: str) -> dict:
+  path = os.path.join(os.path.abspath(workdir), RUN_INFO)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found: --workdir must be a directory written by "
+                            "`python -m amfi_jax.main`")
+  with open(path) as f:
+    return json.load(f)
 
 
 def stage_dir(workdir: str, name: str) -> str:
   return os.path.join(os.path.abspath(workdir), name)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSetup:
+  """The static parts of a stage: its definition, durations, optimiser and state layout."""
+
+  stage: Stage
+  scfg: object
+  schedule: optim.Schedule
+  tx: object
+  build: object
+  layout: object
+  train_source: object
+  select_split: str
+
+
+def setup_stage(config, name: str, dataset: datasets.Dataset, mesh) -> StageSetup:
+  stage = make_stage(name, config)
+  scfg = config.train[name]
+  train_split, select_split = pipeline.selection_splits(config.data.select_on)
+  train_source = dataset.source(train_split)
+  schedule = optim.resolve_schedule(scfg, len(train_source), name)
+  tx = optim.make_optimizer(scfg, schedule)
+  build = lambda: build_model(config.model, name, seed=config.seed)
+  layout = state_layout(build, stage, tx, mesh)
+  return StageSetup(stage, scfg, schedule, tx, build, layout, train_source, select_split)
+
+
+def restore_best(workdir: str, setup: StageSetup):
+  """The best checkpoint's state of a finished (or interrupted) stage, and its step."""
+  ckpts = StageCheckpoints(os.path.join(stage_dir(workdir, setup.stage.name), "checkpoints"),
+                           keep_latest=1)
+  best = ckpts.best_step()
+  if best is None:
+    raise FileNotFoundError(f"No evaluated checkpoint of stage {setup.stage.name!r} in "
+                            f"{ckpts.directory}; train it first")
+  state = ckpts.restore(best, setup.layout.abstract, setup.layout.shardings)
+  ckpts.close()
+  return state, best
 
 
 def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh) -> dict:
@@ -97,14 +159,10 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
     with open(result_path) as f:
       return json.load(f)
   is_main = jax.process_index() == 0
-  stage = make_stage(name, config)
-  scfg = config.train[name]
-  train_split, select_split = pipeline.selection_splits(config.data.select_on)
-  train_source = dataset.source(train_split)
-  schedule = optim.resolve_schedule(scfg, len(train_source), name)
-  tx = optim.make_optimizer(scfg, schedule)
-  build = lambda: build_model(config.model, name, seed=config.seed)
-  layout = state_layout(build, stage, tx, mesh)
+  setup = setup_stage(config, name, dataset, mesh)
+  stage, scfg, schedule, tx, build, layout = (setup.stage, setup.scfg, setup.schedule, setup.tx,
+                                              setup.build, setup.layout)
+  train_source, select_split = setup.train_source, setup.select_split
   _check_batch(scfg.batch_size, mesh, f"config.train.{name}.batch_size")
 
   train_iter = iter(pipeline.train_dataset(
@@ -237,7 +295,10 @@ def _final_reports(config, name, directory, workdir, dataset, stage: Stage, layo
                    eval_step, eval_kwargs, best_step, select_split) -> dict:
   """Evaluates the best checkpoint on the selection and test splits and writes the reports."""
   start = time.time()
-  selection = evaluation.evaluate(eval_step, state, dataset.source(select_split), **eval_kwargs)
+  validation = None
+  if select_split != "test":
+    validation = evaluation.evaluate(eval_step, state, dataset.source(select_split),
+                                     **eval_kwargs)
   test_source = dataset.source("test")
   test = evaluation.evaluate(eval_step, state, test_source, keep_features=True, **eval_kwargs)
   if name in ("rgb", "skeleton"):
@@ -245,26 +306,18 @@ def _final_reports(config, name, directory, workdir, dataset, stage: Stage, layo
     stream_dir = os.path.join(directory, "best_stream")
     if not os.path.isdir(os.path.join(stream_dir, "state")):
       weights.save_stream(stream_dir, model, info={"stage": name, "step": best_step})
-  result = {
-      "stage": name,
-      "best_step": int(best_step),
-      "selection_split": select_split,
-      "protocol": ("paper: selected on the test split (Algorithm 1)"
-                   if config.data.select_on == "test"
-                   else "selected on a validation split of training subjects"),
-      "selection": selection.to_dict(include_confusion=False),
-      "test": test.to_dict(include_confusion=False),
-      "config": json.loads(config.to_json_best_effort()),
-  }
+  result = reports.stage_entry(best_step=int(best_step), selected_on=config.data.select_on,
+                               validation=validation, test=test,
+                               config=json.loads(config.to_json_best_effort()))
   if jax.process_index() == 0:
     names = [_sample_name(test_source, i) for i in test.indices]
     reports.write_per_sample_scores(os.path.join(directory, "test_scores.jsonl"), names,
                                     test.labels, test.probabilities, dataset.class_names)
     reports.save_confusion_png(os.path.join(directory, "confusion_test.png"), test.confusion,
-                               dataset.class_names, f"{STAGE_TITLES[name]}: test confusion")
+                               dataset.class_names, f"{reports.STAGE_TITLES[name]}: test confusion")
     if len(test.labels) > 5:
       reports.save_tsne_png(os.path.join(directory, "tsne_test.png"), test.features, test.labels,
-                            dataset.class_names, f"{STAGE_TITLES[name]}: t-SNE of test features")
+                            dataset.class_names, f"{reports.STAGE_TITLES[name]}: t-SNE of test features")
     reports.update_results_json(os.path.join(workdir, "results.json"), name, result)
     tmp = os.path.join(directory, "result.json.tmp")
     with open(tmp, "w") as f:
