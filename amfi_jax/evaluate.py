@@ -19,9 +19,6 @@ from amfi_jax.evaluation import reports
 from amfi_jax.training import evaluation, loop
 from amfi_jax.training.steps import make_eval_step
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by amfi_jax.main.")
-_SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate (test, validation, train...).")
-_STAGES = flags.DEFINE_list("stages", None, "Stages to evaluate (default: all finished).")
 
 
 def evaluate_workdir(workdir: str, split: str = "test", stages=None) -> dict:
@@ -51,14 +48,24 @@ def evaluate_workdir(workdir: str, split: str = "test", stages=None) -> dict:
 def main(argv):
   del argv
   run_context.quiet_library_logs()
-  results = evaluate_workdir(_WORKDIR.value, _SPLIT.value, _STAGES.value)
+  args = flags.FLAGS
+  results = evaluate_workdir(args.workdir, args.split, args.stages)
   if jax.process_index() == 0:
     table = {name: reports.stage_entry(best_step=r["best_step"], selected_on="-",
                                        test=r["result"]) for name, r in results.items()}
-    print(f"Split: {_SPLIT.value}")
-    print(reports.format_results_table(table).replace("test split", f"{_SPLIT.value} split"))
+    print(f"Split: {args.split}")
+    print(reports.format_results_table(table).replace("test split", f"{args.split} split"))
+
+
+def _define_flags():
+  # Defined only when run as a program, so importing this module (tests, notebooks) is free
+  # of global flag registrations.
+  flags.DEFINE_string("workdir", None, "A workdir written by amfi_jax.main.")
+  flags.DEFINE_string("split", "test", "Split to evaluate (test, validation, train...).")
+  flags.DEFINE_list("stages", None, "Stages to evaluate (default: all finished).")
+  flags.mark_flags_as_required(["workdir"])
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["workdir"])
+  _define_flags()
   app.run(main)

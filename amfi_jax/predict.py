@@ -22,10 +22,6 @@ from amfi_jax.evaluation.metrics import softmax
 from amfi_jax.models.graphs import NTU
 from amfi_jax.training import loop
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by amfi_jax.main.")
-_SKELETON = flags.DEFINE_string("skeleton", None, "An NTU .skeleton file.")
-_VIDEO = flags.DEFINE_string("video", None, "The sample's _rgb.avi (optional).")
-_TOP = flags.DEFINE_integer("top", 5, "How many actions to print.")
 
 
 def sample_inputs(skeleton_path: str, video_path: str | None, sample_format: dict,
@@ -80,12 +76,22 @@ def predict(workdir: str, skeleton_path: str, video_path: str | None = None
 def main(argv):
   del argv
   run_context.quiet_library_logs()
-  stage, ranking = predict(_WORKDIR.value, _SKELETON.value, _VIDEO.value)
-  print(f"{os.path.basename(_SKELETON.value)}: {stage} model")
-  for rank, (name, p) in enumerate(ranking[:_TOP.value], 1):
+  args = flags.FLAGS
+  stage, ranking = predict(args.workdir, args.skeleton, args.video)
+  print(f"{os.path.basename(args.skeleton)}: {stage} model")
+  for rank, (name, p) in enumerate(ranking[:args.top], 1):
     print(f"{rank}. {name:<40s} {100 * p:6.2f} %")
 
 
-if __name__ == "__main__":
+def _define_flags():
+  # Defined only when run as a program (see amfi_jax.evaluate).
+  flags.DEFINE_string("workdir", None, "A workdir written by amfi_jax.main.")
+  flags.DEFINE_string("skeleton", None, "An NTU .skeleton file.")
+  flags.DEFINE_string("video", None, "The sample's _rgb.avi (optional).")
+  flags.DEFINE_integer("top", 5, "How many actions to print.")
   flags.mark_flags_as_required(["workdir", "skeleton"])
+
+
+if __name__ == "__main__":
+  _define_flags()
   app.run(main)

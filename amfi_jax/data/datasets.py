@@ -39,10 +39,12 @@ class Dataset:
     out = {"builder": self.builder.name,
            "shapes": {k: list(features[k].shape) for k in ("skeleton", "clip", "rgb", "depth")
                       if k in features}}
-    config = self.builder.builder_config
+    # Both builders record their config in the dataset metadata, which (unlike the builder
+    # config object) survives reading a prepared dataset back from its directory.
+    built_with = dict(self.builder.info.metadata or {}).get("config", {})
     for field in ("clip_length", "image_size", "crop_size", "max_frames"):
-      if hasattr(config, field):
-        out[field] = getattr(config, field)
+      if field in built_with:
+        out[field] = built_with[field]
     return out
 
 

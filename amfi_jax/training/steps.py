@@ -33,7 +33,7 @@ def make_train_step(stage: Stage, layout: StateLayout, tx: optax.GradientTransfo
     grads, (metrics, frozen) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     rng = jax.random.key_data(jax.random.split(jax.random.wrap_key_data(state.rng))[0])
     new = state.replace(step=state.step + 1, params=params, frozen=frozen, opt_state=opt_state,
                         rng=rng)

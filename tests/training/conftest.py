@@ -1,0 +1,63 @@
+"""A tiny generated NTU-format dataset, built once per session, and configs that train on it."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from amfi_jax import configlib
+from amfi_jax.data import datasets
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def load_config(name: str, variant: str | None = "demo"):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> str:
+  """Directory of a prepared dataset: 4 classes, performers 1 2 (train) 9 (validation) 3 (test),
+  3 cameras, 1 replication: 24 / 12 / 12 samples, 8-frame 32×32 clips, 32-frame skeletons."""
+  config = configlib.base_config(("rgb",))
+  e = config.data.embedded
+  e.num_classes = 4
+  e.performers = (1, 2, 3, 9)
+  e.replications = (1,)
+  e.max_frames = 32
+  workdir = str(tmp_path_factory.mktemp("tiny_data"))
+  dataset = datasets.prepare(config.data, workdir)
+  (path,) = glob.glob(os.path.join(workdir, "data", "tfds", "ntu_rgbd", "*", "*"))
+  assert dataset.num_classes == 4
+  return path
+
+
+def tiny_config(stages: str, dataset_dir: str, *, steps: int = 2, batch_size: int = 8):
+  """The demo config of `configs/<stages>.py` on the tiny dataset for `steps` steps per stage."""
+  config = load_config(stages)
+  config.data.dataset = dataset_dir
+  config.model.num_classes = 4
+  config.data.num_threads = 1
+  for name in ("rgb", "skeleton", "fusion"):
+    t = config.train[name]
+    t.num_steps = steps
+    t.batch_size = batch_size
+    t.eval_batch_size = batch_size
+  config.train.log_every_steps = 1
+  return config
+
+
+def cli_overrides(dataset_dir: str, stage: str, *, steps: int, batch_size: int = 8,
+                  eval_every_epochs: float = 1.0) -> list[str]:
+  """The same settings as `tiny_config`, as `amfi_jax.main` command-line flags."""
+  t = f"--config.train.{stage}"
+  return [f"--config.data.dataset={dataset_dir}", "--config.model.num_classes=4",
+          "--config.data.num_threads=1", "--config.train.log_every_steps=1",
+          f"{t}.num_steps={steps}", f"{t}.batch_size={batch_size}",
+          f"{t}.eval_batch_size={batch_size}", f"{t}.eval_every_epochs={eval_every_epochs}"]
