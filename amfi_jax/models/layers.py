@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from amfi_jax import sharding as shd
+from amfi_jax.models import conv as conv_impl
 
 # PyTorch's kaiming_normal_(mode="fan_out", nonlinearity="relu"): untruncated normal, 2/fan_out.
 kaiming_fan_out = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -19,6 +20,10 @@ def batch_norm(features: int, *, dtype, rngs: nnx.Rngs, scale_init: float = 1.0)
       features,
       momentum=0.9,  # Flax keeps `momentum` of the old value; PyTorch's 0.1 is the new value's share.
       epsilon=1e-5,
+      # Two-pass variance, like PyTorch's: E[x²] − E[x]² cancels catastrophically for channels
+      # with a large mean and a small spread (skeleton coordinates), making results depend on
+      # the reduction order, e.g. on how many devices share the batch.
+      use_fast_variance=False,
       dtype=dtype,
       param_dtype=jnp.float32,
       scale_init=nnx.initializers.constant(scale_init),
@@ -42,7 +47,9 @@ def conv(
 ) -> nnx.Conv:
   """N-d convolution, channels last, with explicit symmetric padding as PyTorch pads.
 
-  (`'SAME'` pads asymmetrically for stride 2 and would not match PyTorch.)
+  (`'SAME'` pads asymmetrically for stride 2 and would not match PyTorch.) The convolution itself
+  is `amfi_jax.models.conv.conv_general_dilated`: on CPU an exact rewrite into XLA's fast
+  primitives, elsewhere the native one.
   """
   kernel_size = tuple(kernel_size)
   if isinstance(padding, int):
@@ -57,6 +64,7 @@ def conv(
       use_bias=use_bias,
       dtype=dtype,
       param_dtype=jnp.float32,
+      conv_general_dilated=conv_impl.conv_general_dilated,
       kernel_init=kernel_init,
       bias_init=nnx.initializers.zeros,
       kernel_metadata=shd.param_axes(*spatial, shd.IN_CHANNELS, shd.OUT_CHANNELS),
