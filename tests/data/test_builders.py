@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 from amfi_jax.data import ntu, pipeline, synthetic, tfds_ntu, tfds_utd_mhad, utd_mhad
 from amfi_jax.data.errors import DataFormatError
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.shared_data import SHARED_DATA
 UTD_DIR = SHARED_DATA / "utd_mhad"
 
 # 4 performers x 3 cameras x 2 actions = 24 samples. Performers 1, 2, 4 are cross-subject

@@ -9,15 +9,11 @@ import pytest
 from amfi_jax.data import ntu
 from amfi_jax.data.errors import DataFormatError
 
-# tests/data/<this file>: parents[2] is the repository root; shared/ lies beside it.
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.shared_data import shared_path
 
 
 def _ntu_file(name: str) -> Path:
-  path = DATA / "ntu" / name
-  if not path.exists():
-    pytest.skip(f"real NTU file {path} not available")
-  return path
+  return shared_path("ntu", name)
 
 
 def test_parse_bare_name():

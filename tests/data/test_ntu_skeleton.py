@@ -10,15 +10,11 @@ import pytest
 from amfi_jax.data.errors import DataFormatError
 from amfi_jax.data.ntu_skeleton import SkeletonSequence, read_skeleton
 
-# tests/data/<this file>: parents[2] is the repository root; shared/ lies beside it.
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.shared_data import shared_path
 
 
 def _ntu_file(name: str) -> Path:
-  path = DATA / "ntu" / name
-  if not path.exists():
-    pytest.skip(f"real NTU file {path} not available")
-  return path
+  return shared_path("ntu", name)
 
 
 def _body_lines(body_id: int, offset: float) -> list[str]:

@@ -11,15 +11,11 @@ from amfi_jax.data.ntu_skeleton import read_skeleton
 from amfi_jax.data.rgb_preprocess import (DEPTH_SCALE, augment_clip, crop_and_resize, crop_box,
                                           depth_crop)
 
-# tests/data/<this file>: parents[2] is the repository root; shared/ lies beside it.
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.shared_data import shared_path
 
 
 def _data_file(*parts: str) -> Path:
-  path = DATA.joinpath(*parts)
-  if not path.exists():
-    pytest.skip(f"real data file {path} not available")
-  return path
+  return shared_path(*parts)
 
 
 # --- crop_box -----------------------------------------------------------------------------------

@@ -12,15 +12,11 @@ from amfi_jax.data.skeleton_preprocess import (body_energy, joints_to_bones, pre
                                                preprocess_ntu_skeleton, select_bodies)
 from amfi_jax.models.graphs import NTU, UTD_MHAD
 
-# tests/data/<this file>: parents[2] is the repository root; shared/ lies beside it.
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.shared_data import shared_path
 
 
 def _read(name: str) -> SkeletonSequence:
-  path = DATA / "ntu" / f"{name}.skeleton"
-  if not path.exists():
-    pytest.skip(f"real NTU file {path} not available")
-  return read_skeleton(path)
+  return read_skeleton(shared_path("ntu", f"{name}.skeleton"))
 
 
 def _sequence(xyz: np.ndarray) -> SkeletonSequence:

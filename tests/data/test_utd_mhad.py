@@ -16,16 +16,14 @@ from amfi_jax.data.utd_mhad import (TRAIN_SUBJECTS, UTD_MHAD_CLASS_NAMES, UTDNam
                                     preprocess_utd_skeleton, read_color_video, read_depth_mat,
                                     read_skeleton_mat, split_of)
 
-# tests/data/<this file>: parents[2] is the repository root; shared/ lies beside it.
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "utd_mhad"
+from tests.shared_data import SHARED_DATA, shared_path
+
+DATA = SHARED_DATA / "utd_mhad"
 ABSENT = {"a8_s1_t4", "a23_s6_t4", "a27_s8_t4"}
 
 
 def _folder(name: str) -> Path:
-  path = DATA / name
-  if not path.is_dir():
-    pytest.skip(f"real UTD-MHAD folder {path} not available")
-  return path
+  return shared_path("utd_mhad", name)
 
 
 # --- names --------------------------------------------------------------------------------------

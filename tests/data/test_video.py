@@ -11,16 +11,12 @@ import pytest
 from amfi_jax.data.errors import DataFormatError
 from amfi_jax.data.video import read_video_frames, sample_frame_indices
 
-# tests/data/<this file>: parents[2] is the repository root; shared/ lies beside it.
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.shared_data import shared_path
 REAL_VIDEO = "S001C001P001R001A001_rgb.avi"
 
 
 def _real_video() -> Path:
-  path = DATA / "ntu" / REAL_VIDEO
-  if not path.exists():
-    pytest.skip(f"real NTU video {path} not available")
-  return path
+  return shared_path("ntu", REAL_VIDEO)
 
 
 def _write_video(path: Path, num_frames: int, height: int = 48, width: int = 64) -> Path:

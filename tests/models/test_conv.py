@@ -1,0 +1,156 @@
+"""The CPU convolution rewrite equals `jax.lax.conv_general_dilated`, values and gradients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from amfi_jax.models import conv as conv_lib
+from amfi_jax.models import layers
+
+# (input shape, kernel shape, strides, padding): every convolution shape the models use, at small
+# sizes with odd extents so phase decompositions meet uneven edges, plus batch 1.
+CASES = {
+    "stem_3x7x7_s122": ((2, 5, 17, 15, 3), (3, 7, 7, 3, 8), (1, 2, 2), ((1, 1), (3, 3), (3, 3))),
+    "3x3x3_s1": ((2, 5, 9, 7, 6), (3, 3, 3, 6, 5), (1, 1, 1), ((1, 1),) * 3),
+    "3x3x3_s1_batch1": ((1, 3, 5, 6, 4), (3, 3, 3, 4, 4), (1, 1, 1), ((1, 1),) * 3),
+    "3x3x3_s2": ((2, 7, 9, 8, 4), (3, 3, 3, 4, 6), (2, 2, 2), ((1, 1),) * 3),
+    "3x3x3_s2_batch1": ((1, 4, 6, 5, 3), (3, 3, 3, 3, 5), (2, 2, 2), ((1, 1),) * 3),
+    "1x1x1_s2": ((2, 7, 9, 8, 4), (1, 1, 1, 4, 6), (2, 2, 2), ((0, 0),) * 3),
+    "tcn_9x1_s1": ((3, 20, 5, 6), (9, 1, 6, 7), (1, 1), ((4, 4), (0, 0))),
+    "tcn_9x1_s2": ((3, 21, 5, 6), (9, 1, 6, 7), (2, 1), ((4, 4), (0, 0))),
+    "tcn_9x1_s2_batch1": ((1, 16, 3, 4), (9, 1, 4, 4), (2, 1), ((4, 4), (0, 0))),
+    "2d_asymmetric": ((1, 8, 7, 5), (3, 2, 5, 4), (3, 2), ((0, 2), (1, 0))),
+}
+
+
+def _dimension_numbers(x, w):
+  return lax.conv_dimension_numbers(x.shape, w.shape, conv_lib._SPECS[x.ndim - 2])
+
+
+def _outputs_and_grads(conv_fn, x, w, strides, padding, cotangent):
+  """y and d/d(x, w) of <y, cotangent>."""
+  def loss(x, w):
+    y = conv_fn(x, w, strides, padding, dimension_numbers=_dimension_numbers(x, w))
+    return jnp.sum((y * cotangent).astype(jnp.float32)), y
+  (dx, dw), y = jax.grad(loss, argnums=(0, 1), has_aux=True)(x, w)
+  return y, dx, dw
+
+
+def _both(x, w, strides, padding, cotangent, ref_args=None):
+  """Rewrite and native side by side in ONE jitted function (one compilation keeps tests fast)."""
+  ref_args = (x, w, cotangent) if ref_args is None else ref_args
+
+  @jax.jit
+  def run(x, w, cotangent, rx, rw, rc):
+    got = _outputs_and_grads(conv_lib.conv_general_dilated, x, w, strides, padding, cotangent)
+    want = _outputs_and_grads(lax.conv_general_dilated, rx, rw, strides, padding, rc)
+    return got, want
+
+  return run(x, w, cotangent, *ref_args)
+
+
+@pytest.fixture
+def force_rewrite():
+  previous = conv_lib.get_conv_impl()
+  conv_lib.set_conv_impl("matmul")
+  yield
+  conv_lib.set_conv_impl(previous)
+
+
+def _inputs(x_shape, w_shape, strides, padding, dtype):
+  kx, kw, kc = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, x_shape, jnp.float32).astype(dtype)
+  w = jax.random.normal(kw, w_shape, jnp.float32).astype(dtype)
+  out_shape = jax.eval_shape(
+      lambda x, w: lax.conv_general_dilated(x, w, strides, padding,
+                                            dimension_numbers=_dimension_numbers(x, w)), x, w)
+  cotangent = jax.random.normal(kc, out_shape.shape, jnp.float32).astype(dtype)
+  return x, w, cotangent
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_values_and_gradients_equal_native(name, force_rewrite):
+  x_shape, w_shape, strides, padding = CASES[name]
+  x, w, cotangent = _inputs(x_shape, w_shape, strides, padding, jnp.float32)
+  got, want = _both(x, w, strides, padding, cotangent)
+  for got, want in zip(got, want):
+    assert got.shape == want.shape and got.dtype == want.dtype
+    # Sums of up to a few thousand float32 products, accumulated in a different order.
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5 * float(jnp.abs(want).max()))
+
+
+@pytest.mark.parametrize("name", ["stem_3x7x7_s122", "3x3x3_s2", "tcn_9x1_s2"])
+def test_bfloat16(name, force_rewrite):
+  x_shape, w_shape, strides, padding = CASES[name]
+  x, w, cotangent = _inputs(x_shape, w_shape, strides, padding, jnp.bfloat16)
+  got, want = _both(x, w, strides, padding, cotangent,
+                    ref_args=tuple(a.astype(jnp.float32) for a in (x, w, cotangent)))
+  for got, want in zip(got, want):
+    assert got.dtype == jnp.bfloat16
+    # bfloat16 keeps 8 bits of mantissa: compare with the float32 result at that resolution.
+    scale = float(jnp.abs(want).max())
+    np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=0, atol=2e-2 * scale)
+
+
+def test_dispatch_is_native_off_cpu():
+  assert conv_lib.uses_rewrite(backend="cpu", impl="auto")
+  for backend in ("gpu", "cuda", "rocm", "tpu"):
+    assert not conv_lib.uses_rewrite(backend=backend, impl="auto")
+  assert not conv_lib.uses_rewrite(backend="cpu", impl="native")
+  assert conv_lib.uses_rewrite(backend="tpu", impl="matmul")
+  with pytest.raises(ValueError):
+    conv_lib.set_conv_impl("fastest")
+
+
+def _primitives(fn, *args):
+  return {eqn.primitive.name for eqn in jax.make_jaxpr(fn)(*args).jaxpr.eqns}
+
+
+def test_dispatch_traces_native_or_rewrite(monkeypatch):
+  x = jnp.ones((1, 4, 6, 6, 3))
+  w = jnp.ones((3, 3, 3, 3, 4))
+
+  def traced(impl, backend):
+    monkeypatch.setattr(conv_lib, "_impl", impl)
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    # A new function each time: make_jaxpr caches traces per function object.
+    return _primitives(lambda x, w: conv_lib.conv_general_dilated(
+        x, w, (1, 1, 1), ((1, 1),) * 3, dimension_numbers=_dimension_numbers(x, w)), x, w)
+
+  assert traced("auto", "gpu") == {"conv_general_dilated"}
+  assert traced("auto", "tpu") == {"conv_general_dilated"}
+  assert "conv_general_dilated" not in traced("auto", "cpu")
+  assert traced("native", "cpu") == {"conv_general_dilated"}
+
+
+def test_unsupported_calls_fall_back_to_native(force_rewrite):
+  x = jnp.ones((1, 5, 6, 4))
+  w = jnp.ones((3, 3, 2, 4))
+  dn = lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  grouped = lambda x, w: conv_lib.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                                       dimension_numbers=dn, feature_group_count=2)
+  assert "conv_general_dilated" in _primitives(grouped, x, w)
+  w = jnp.ones((3, 3, 4, 4))
+  dilated = lambda x, w: conv_lib.conv_general_dilated(x, w, (1, 1), ((2, 2), (2, 2)),
+                                                       rhs_dilation=(2, 2), dimension_numbers=dn)
+  assert "conv_general_dilated" in _primitives(dilated, x, w)
+  channels_first = lambda x, w: conv_lib.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)))
+  assert "conv_general_dilated" in _primitives(channels_first, jnp.ones((1, 4, 5, 6)),
+                                               jnp.ones((4, 4, 3, 3)))
+
+
+def test_flax_conv_uses_it_with_same_parameters(force_rewrite):
+  """layers.conv keeps Flax's parameter tree and matches a plain nnx.Conv with the same kernel."""
+  module = layers.conv(3, 4, (3, 3, 3), strides=(1, 2, 2), padding=1, use_bias=True,
+                       dtype=jnp.float32, rngs=nnx.Rngs(0))
+  assert module.kernel[...].shape == (3, 3, 3, 3, 4) and module.bias[...].shape == (4,)
+  x = jax.random.normal(jax.random.key(1), (2, 4, 7, 6, 3))
+  conv_lib.set_conv_impl("native")
+  want = module(x)
+  conv_lib.set_conv_impl("matmul")
+  np.testing.assert_allclose(module(x), want, rtol=1e-5, atol=1e-5)
