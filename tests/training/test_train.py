@@ -126,3 +126,19 @@ def test_fusion_without_trained_streams_says_what_is_missing(tiny_dataset, tmp_p
   config.stages = ("fusion",)
   with pytest.raises(FileNotFoundError, match="needs the trained rgb stream"):
     loop.train_and_evaluate(config, str(tmp_path))
+
+
+def test_non_finite_loss_stops_with_the_step_range(tiny_dataset, tmp_path):
+  config = tiny_config("skeleton", tiny_dataset, steps=6)
+  config.train.skeleton.learning_rate = 1e30
+  config.train.log_every_steps = 2
+  with pytest.raises(FloatingPointError, match=r"Non-finite .* at a step in \(\d+, \d+\]"):
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "skeleton" / "result.json")
+
+
+def test_bfloat16_training_step(tiny_dataset, tmp_path):
+  config = tiny_config("rgb", tiny_dataset, steps=1)
+  config.model.dtype = "bfloat16"
+  result = loop.train_and_evaluate(config, str(tmp_path))["rgb"]
+  assert np.isfinite(result["test"]["loss"])
