@@ -1,13 +1,14 @@
 """Which dataset a run trains on: a prepared TFDS dataset, or the embedded generated one.
 
 `config.data.dataset` empty selects the embedded dataset: NTU-format raw files are generated
-into WORKDIR/data/raw (skeleton files and `_rgb.avi` videos, exactly the real layout) and built
+into WORKDIR/data/raw_<settings hash> (skeleton files and `_rgb.avi` videos, exactly the real layout) and built
 with the real NTU builder into WORKDIR/data/tfds — the same path real data takes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import jax
@@ -79,10 +80,15 @@ def prepare(data_cfg, workdir: str) -> Dataset:
 
 def _embedded(data_cfg, workdir: str) -> Dataset:
   e = data_cfg.embedded
-  raw = os.path.join(os.path.abspath(workdir), "data", "raw")
+  generated = synthetic.SyntheticConfig(num_classes=e.num_classes, performers=tuple(e.performers),
+                                        replications=tuple(e.replications), seed=e.seed)
+  # Raw files of other generator settings live in their own directory, never reused by mistake.
+  digest = hashlib.sha1(repr(generated).encode()).hexdigest()[:8]
+  raw = os.path.join(os.path.abspath(workdir), "data", f"raw_{digest}")
   data_dir = os.path.join(os.path.abspath(workdir), "data", "tfds")
   config = tfds_ntu.custom_config(
       "ntu60_xsub", manual_dir=None, clip_length=e.clip_length, image_size=e.image_size,
+      crop_size=e.crop_size,
       max_frames=e.max_frames, validation_performers=EMBEDDED_VALIDATION_PERFORMERS,
       class_names=tuple(synthetic.class_names(e.num_classes)), missing_skeletons="")
   builder = tfds_ntu.NtuRgbd(config=config, data_dir=data_dir)
@@ -90,9 +96,7 @@ def _embedded(data_cfg, workdir: str) -> Dataset:
     if jax.process_index() == 0:
       done = os.path.join(raw, "COMPLETE")
       if not os.path.exists(done):
-        synthetic.generate(raw, synthetic.SyntheticConfig(
-            num_classes=e.num_classes, performers=tuple(e.performers),
-            replications=tuple(e.replications), seed=e.seed))
+        synthetic.generate(raw, generated)
         open(done, "w").close()
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=raw))

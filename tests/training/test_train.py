@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -70,7 +71,7 @@ def test_evaluate_reproduces_the_reported_test_metrics(trained_workdir):
 def test_predict_on_raw_ntu_files_matches_the_evaluation(trained_workdir, tiny_dataset):
   workdir, _ = trained_workdir
   # tiny_dataset = WORKDIR/data/tfds/ntu_rgbd/<config>/<version>; the raw files are beside it.
-  raw = os.path.join(tiny_dataset, "..", "..", "..", "..", "raw")
+  (raw,) = glob.glob(os.path.join(tiny_dataset, "..", "..", "..", "..", "raw_*"))
   name = "S001C001P003R001A002"  # performer 3: a test sample
   skeleton = os.path.join(raw, "nturgb+d_skeletons", f"{name}.skeleton")
   video = os.path.join(raw, "nturgb+d_rgb", f"{name}_rgb.avi")
