@@ -170,7 +170,7 @@ def test_mismatched_stream_widths_are_rejected():
   config = _tiny_model_config()
   config.skeleton.layers = "64,128/2"
   with pytest.raises(ValueError, match="equal feature widths"):
-    build_model(config, "fusion")
+    nnx.eval_shape(lambda: build_model(config, "fusion"))
 
 
 # ------------------------------------------------------------------ gradients and freezing
