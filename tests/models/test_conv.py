@@ -63,13 +63,14 @@ def force_rewrite():
 
 
 def _inputs(x_shape, w_shape, strides, padding, dtype):
-  kx, kw, kc = jax.random.split(jax.random.key(0), 3)
-  x = jax.random.normal(kx, x_shape, jnp.float32).astype(dtype)
-  w = jax.random.normal(kw, w_shape, jnp.float32).astype(dtype)
+  # NumPy draws: jax.random would compile a threefry kernel per shape, seconds per test on CPU.
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(x_shape, np.float32), dtype)
+  w = jnp.asarray(rng.standard_normal(w_shape, np.float32), dtype)
   out_shape = jax.eval_shape(
       lambda x, w: lax.conv_general_dilated(x, w, strides, padding,
                                             dimension_numbers=_dimension_numbers(x, w)), x, w)
-  cotangent = jax.random.normal(kc, out_shape.shape, jnp.float32).astype(dtype)
+  cotangent = jnp.asarray(rng.standard_normal(out_shape.shape, np.float32), dtype)
   return x, w, cotangent
 
 
@@ -149,7 +150,7 @@ def test_flax_conv_uses_it_with_same_parameters(force_rewrite):
   module = layers.conv(3, 4, (3, 3, 3), strides=(1, 2, 2), padding=1, use_bias=True,
                        dtype=jnp.float32, rngs=nnx.Rngs(0))
   assert module.kernel[...].shape == (3, 3, 3, 3, 4) and module.bias[...].shape == (4,)
-  x = jax.random.normal(jax.random.key(1), (2, 4, 7, 6, 3))
+  x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 4, 7, 6, 3), np.float32))
   conv_lib.set_conv_impl("native")
   want = module(x)
   conv_lib.set_conv_impl("matmul")

@@ -1,0 +1,180 @@
+"""Native vs rewritten convolution on this machine: per layer shape and for whole train steps.
+
+    python -m amfi_jax.models.conv_benchmark              # everything (~10 minutes on 2 cores)
+    python -m amfi_jax.models.conv_benchmark --skip_full  # no full-size ResNet3D-18 step
+    python -m amfi_jax.models.conv_benchmark --cases ""   # matmul reference and train steps only
+
+Prints one JSON object per line. Implementations are timed in alternating rounds so that load from
+other processes falls on both alike; the median of all rounds is reported with the minimum.
+FLOPs count the forward multiply-adds ×2 (2·N·output positions·kernel volume·I·O); forward plus
+backward is counted as 3× that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax import lax
+
+from amfi_jax.models import conv as conv_lib
+from amfi_jax.models.resnet3d import ResNet3D
+
+IMPLS = ("native", "matmul")
+
+# name: (input shape, kernel shape, strides, padding). ResNet3D-18 at batch 2 on 16×112×112 clips,
+# AGCN temporal convolutions at N·M = 32 skeletons × 64 frames × 25 joints.
+CASES = {
+    "stem_3x7x7_s122": ((2, 16, 112, 112, 3), (3, 7, 7, 3, 64), (1, 2, 2),
+                        ((1, 1), (3, 3), (3, 3))),
+    "layer1_3x3x3_s1": ((2, 16, 56, 56, 64), (3, 3, 3, 64, 64), (1, 1, 1), ((1, 1),) * 3),
+    "layer2_3x3x3_s2": ((2, 16, 56, 56, 64), (3, 3, 3, 64, 128), (2, 2, 2), ((1, 1),) * 3),
+    "layer2_1x1x1_s2": ((2, 16, 56, 56, 64), (1, 1, 1, 64, 128), (2, 2, 2), ((0, 0),) * 3),
+    "layer2_3x3x3_s1": ((2, 8, 28, 28, 128), (3, 3, 3, 128, 128), (1, 1, 1), ((1, 1),) * 3),
+    "layer3_3x3x3_s1": ((2, 4, 14, 14, 256), (3, 3, 3, 256, 256), (1, 1, 1), ((1, 1),) * 3),
+    "layer4_3x3x3_s1": ((2, 2, 7, 7, 512), (3, 3, 3, 512, 512), (1, 1, 1), ((1, 1),) * 3),
+    "tcn_9x1_s1": ((32, 64, 25, 64), (9, 1, 64, 64), (1, 1), ((4, 4), (0, 0))),
+    "tcn_9x1_s2": ((32, 64, 25, 128), (9, 1, 128, 128), (2, 1), ((4, 4), (0, 0))),
+}
+
+
+def _time(fn, args, rounds: int) -> list[float]:
+  times = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def _compare(builders: dict[str, callable], args, rounds: int, jit=jax.jit
+             ) -> dict[str, list[float]]:
+  """Compiles each implementation's function (the impl is chosen at trace time), then alternates."""
+  compiled = {}
+  for impl, build in builders.items():
+    conv_lib.set_conv_impl(impl)
+    fn = jit(build())
+    jax.block_until_ready(fn(*args))  # trace and compile under this impl, and warm up
+    compiled[impl] = fn
+  conv_lib.set_conv_impl("auto")
+  times = {impl: [] for impl in compiled}
+  for _ in range(rounds):
+    for impl, fn in compiled.items():
+      times[impl] += _time(fn, args, 1)
+  return times
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+  return {"median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4)}
+
+
+def matmul_reference(size: int = 4096, rounds: int = 5) -> dict:
+  a = jnp.ones((size, size), jnp.float32)
+  fn = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(fn(a))
+  times = _time(fn, (a,), rounds)
+  flops = 2 * size ** 3
+  return {"case": f"matmul_{size}", **_summary(times),
+          "gflops_median": round(flops / statistics.median(times) / 1e9, 1),
+          "gflops_best": round(flops / min(times) / 1e9, 1)}
+
+
+def conv_case(name: str, rounds: int, dtype=jnp.float32) -> list[dict]:
+  x_shape, w_shape, strides, pads = CASES[name]
+  kx, kw, kc = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, x_shape, dtype)
+  w = (jax.random.normal(kw, w_shape, jnp.float32) * 0.05).astype(dtype)
+  dn = conv_lib._SPECS[len(strides)]
+  flops = conv_lib.conv_flops(x_shape, w_shape, strides, pads)
+
+  def forward():
+    return lambda x, w: conv_lib.conv_general_dilated(
+        x, w, strides, pads, dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape, dn))
+
+  y = forward()(x, w)
+  cotangent = jax.random.normal(kc, y.shape, dtype)
+
+  def train():
+    conv = forward()
+    return jax.grad(lambda x, w: jnp.sum((conv(x, w) * cotangent).astype(jnp.float32)),
+                    argnums=(0, 1))
+
+  rows = []
+  for phase, builders, factor in (("forward", {i: forward for i in IMPLS}, 1),
+                                  ("forward_backward", {i: train for i in IMPLS}, 3)):
+    times = _compare(builders, (x, w), rounds)
+    for impl in IMPLS:
+      med = statistics.median(times[impl])
+      rows.append({"case": name, "phase": phase, "impl": impl, **_summary(times[impl]),
+                   "gflops_median": round(factor * flops / med / 1e9, 1),
+                   "gflops_best": round(factor * flops / min(times[impl]) / 1e9, 1)})
+    rows.append({"case": name, "phase": phase,
+                 "speedup_median": round(statistics.median(times["native"])
+                                         / statistics.median(times["matmul"]), 2)})
+  return rows
+
+
+def train_step_case(name: str, *, width: float, blocks, batch: int, frames: int, size: int,
+                    rounds: int) -> list[dict]:
+  """Gradient of cross-entropy through ResNet3D in training mode (batch statistics, updated)."""
+  model = ResNet3D(num_classes=60, width_multiplier=width, blocks_per_stage=blocks,
+                   input_normalization="none", rngs=nnx.Rngs(0))
+  clip = jax.random.uniform(jax.random.key(1), (batch, frames, size, size, 3), jnp.float32)
+  labels = jnp.arange(batch) % 60
+
+  def build():
+    def grads(model, clip, labels):
+      def loss_fn(model):
+        logits = model(clip).logits
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+      return nnx.grad(loss_fn)(model)
+    return grads
+
+  times = _compare({i: build for i in IMPLS}, (model, clip, labels), rounds, jit=nnx.jit)
+  rows = [{"case": name, "phase": "train_step", "impl": impl, **_summary(times[impl])}
+          for impl in IMPLS]
+  rows.append({"case": name, "phase": "train_step",
+               "speedup_median": round(statistics.median(times["native"])
+                                       / statistics.median(times["matmul"]), 2)})
+  return rows
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
+  parser.add_argument("--skip_full", action="store_true",
+                      help="skip the full-size ResNet3D-18 train step")
+  parser.add_argument("--full_batch", type=int, default=2)
+  args = parser.parse_args(argv)
+
+  def emit(row):
+    print(json.dumps(row), flush=True)
+
+  emit({"case": "environment", "backend": jax.default_backend(), "devices": len(jax.devices()),
+        "cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
+        "xla_flags": os.environ.get("XLA_FLAGS", "")})
+  emit(matmul_reference())
+  for name in filter(None, args.cases.split(",")):
+    for row in conv_case(name, args.rounds):
+      emit(row)
+  for row in train_step_case("resnet3d_tiny_demo", width=0.125, blocks=(1, 1, 1, 1), batch=16,
+                             frames=8, size=32, rounds=args.rounds):
+    emit(row)
+  if not args.skip_full:
+    for row in train_step_case(f"resnet3d18_full_b{args.full_batch}", width=1.0,
+                               blocks=(2, 2, 2, 2), batch=args.full_batch, frames=16, size=112,
+                               rounds=max(3, args.rounds // 2)):
+      emit(row)
+  emit({"case": "environment_end", "load_average": [round(v, 2) for v in os.getloadavg()]})
+
+
+if __name__ == "__main__":
+  main()
