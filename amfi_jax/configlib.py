@@ -66,7 +66,7 @@ def data_config() -> ml_collections.ConfigDict:
           "performers": (1, 2, 4, 5, 8, 9, 3, 6, 7, 10),
           "replications": (1, 2),
           "clip_length": 8,
-          "image_size": 32,
+          "image_size": 48,  # large enough to show the held cup and the cap
           # The generated people stand 2.6-4 m from the camera, smaller in the frame than NTU's
           # performers: a 600-px square (of 1920×1080) frames them as NTU's 1000 px do.
           "crop_size": 600,
