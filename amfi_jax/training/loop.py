@@ -186,8 +186,8 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
   if latest is None:
     writer.write_hparams(config.to_dict())
     if is_main:
-      logging.info("Stage %s parameters:\n%s", name, parameter_overview(
-          jax.tree.map(lambda x: x, layout.abstract.params)))
+      logging.info("Stage %s trained parameters:\n%s", name,
+                   parameter_overview(layout.abstract.params))
   train_step = make_train_step(stage, layout, tx)
   eval_step = make_eval_step(stage, layout)
   eval_kwargs = dict(stage=stage, data_cfg=config.data, batch_size=scfg.eval_batch_size,
