@@ -2,23 +2,27 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test clean
+.PHONY: demo test clean
 
-# (Re)install whenever pyproject.toml changes; the venv is created when missing.
-$(STAMP): pyproject.toml
+# Each target installs what it needs into the venv (created when missing), again whenever
+# pyproject.toml changes. The demo needs no test tools and no torch.
+$(VENV)/.installed-base: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,torch]'
-	touch $(STAMP)
+	touch $@
 
-venv: $(STAMP)
-
-demo: $(STAMP)
+demo: $(VENV)/.installed-base
 	$(PY) -m amfi_jax.main --config=configs/fusion.py:demo --workdir=workdirs/demo
 
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q tests
 
 clean:
