@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from amfi_jax import sharding as shd
-from amfi_jax.models import layers
+from amfi_jax.models import layers as blocks  # `layers` is also an AGCN argument
 from amfi_jax.models.graphs import SkeletonGraph, get_graph
 from amfi_jax.models.outputs import ModelOutput
 
@@ -79,11 +79,11 @@ class AdaptiveGraphConv(nnx.Module):
     self.conv_b_bias = _stacked_param(rngs, (k, self.inter), zeros, *ax_b)
     self.conv_d_kernel = _stacked_param(rngs, (k, in_ch, out_ch), branch_init, *ax_in)
     self.conv_d_bias = _stacked_param(rngs, (k, out_ch), zeros, *ax_b)
-    self.bn = layers.batch_norm(out_ch, dtype=dtype, rngs=rngs, scale_init=1e-6)
+    self.bn = blocks.batch_norm(out_ch, dtype=dtype, rngs=rngs, scale_init=1e-6)
     if in_ch != out_ch:
-      self.down = layers.dense(in_ch, out_ch, dtype=dtype, rngs=rngs,
-                               kernel_init=layers.kaiming_fan_out)
-      self.down_bn = layers.batch_norm(out_ch, dtype=dtype, rngs=rngs)
+      self.down = blocks.dense(in_ch, out_ch, dtype=dtype, rngs=rngs,
+                               kernel_init=blocks.kaiming_fan_out)
+      self.down_bn = blocks.batch_norm(out_ch, dtype=dtype, rngs=rngs)
     else:
       self.down = self.down_bn = None
 
@@ -113,9 +113,9 @@ class TemporalConv(nnx.Module):
   """unit_tcn: Conv over time (kernel k×1, padding (k−1)/2, stride s, with bias) → BN."""
 
   def __init__(self, in_ch, out_ch, kernel: int, stride: int, *, dtype, rngs):
-    self.conv = layers.conv(in_ch, out_ch, (kernel, 1), strides=(stride, 1),
+    self.conv = blocks.conv(in_ch, out_ch, (kernel, 1), strides=(stride, 1),
                             padding=((kernel - 1) // 2, 0), use_bias=True, dtype=dtype, rngs=rngs)
-    self.bn = layers.batch_norm(out_ch, dtype=dtype, rngs=rngs)
+    self.bn = blocks.batch_norm(out_ch, dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
     return self.bn(self.conv(x))
@@ -173,7 +173,7 @@ class AGCN(nnx.Module):
     self.num_persons = num_persons
     self.dtype = dtype
     v = self.graph.num_joints
-    self.data_bn = _data_bn(num_persons * v * in_channels, dtype=dtype, rngs=rngs)
+    self.data_bn = blocks.batch_norm(num_persons * v * in_channels, dtype=dtype, rngs=rngs)
     units = []
     ch = in_channels
     for i, (width, stride) in enumerate(layers_spec):
@@ -207,11 +207,7 @@ class AGCN(nnx.Module):
     return ModelOutput(logits=logits, skeleton_features=feature, skeleton_logits=logits)
 
 
-def _data_bn(features, *, dtype, rngs):
-  return layers.batch_norm(features, dtype=dtype, rngs=rngs)
-
-
 def _classifier(features, num_classes, *, dtype, rngs):
   # Reference: normal with std sqrt(2 / num_classes), bias 0.
-  return layers.classifier(features, num_classes, std=float(np.sqrt(2.0 / num_classes)),
+  return blocks.classifier(features, num_classes, std=float(np.sqrt(2.0 / num_classes)),
                            dtype=dtype, rngs=rngs)

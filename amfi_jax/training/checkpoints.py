@@ -55,9 +55,6 @@ class StageCheckpoints:
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
     return restored["state"]
 
-  def metrics(self, step: int) -> dict | None:
-    return self.manager.metrics(step)
-
   def wait(self) -> None:
     self.manager.wait_until_finished()
 

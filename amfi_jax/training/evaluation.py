@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
@@ -13,7 +14,7 @@ from amfi_jax.evaluation.metrics import EvalAccumulator, EvalResult
 def evaluate(eval_step, state, source, *, stage, data_cfg, batch_size: int, mesh,
              class_names, keep_features: bool = False) -> EvalResult:
   """Runs `eval_step` over `source` and computes the metrics on every process."""
-  per_process = _per_process(batch_size, "eval_batch_size")
+  per_process = _per_process(batch_size, f"config.train.{stage.name}.eval_batch_size")
   batches = pipeline.eval_dataset(source, batch_size=per_process, modalities=stage.inputs,
                                   skeleton_stream=data_cfg.skeleton_stream,
                                   num_threads=data_cfg.num_threads, prefetch=data_cfg.prefetch)
@@ -33,7 +34,6 @@ def evaluate(eval_step, state, source, *, stage, data_cfg, batch_size: int, mesh
 
 
 def _per_process(global_batch: int, field: str) -> int:
-  import jax
   count = jax.process_count()
   if global_batch % count:
     raise ValueError(f"{field}={global_batch} must be divisible by the {count} processes")

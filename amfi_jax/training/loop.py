@@ -132,7 +132,7 @@ def setup_stage(config, name: str, dataset: datasets.Dataset, mesh) -> StageSetu
   train_split, select_split = pipeline.selection_splits(config.data.select_on)
   train_source = dataset.source(train_split)
   schedule = optim.resolve_schedule(scfg, len(train_source), name)
-  tx = optim.make_optimizer(scfg, schedule)
+  tx = optim.make_optimizer(scfg, schedule, name)
   build = lambda: build_model(config.model, name, seed=config.seed)
   layout = state_layout(build, stage, tx, mesh)
   return StageSetup(stage, scfg, schedule, tx, build, layout, train_source, select_split)

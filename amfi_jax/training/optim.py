@@ -53,10 +53,11 @@ def learning_rate_schedule(stage_cfg, schedule: Schedule) -> optax.Schedule:
       stage_cfg.learning_rate, {s: stage_cfg.decay_factor for s in schedule.decay_steps})
 
 
-def make_optimizer(stage_cfg, schedule: Schedule) -> optax.GradientTransformation:
+def make_optimizer(stage_cfg, schedule: Schedule, stage: str) -> optax.GradientTransformation:
   """torch.optim.SGD semantics: weight decay added to the gradient, then (Nesterov) momentum."""
   if not math.isfinite(stage_cfg.learning_rate) or stage_cfg.learning_rate <= 0:
-    raise ValueError(f"learning_rate must be > 0, got {stage_cfg.learning_rate}")
+    raise ValueError(f"config.train.{stage}.learning_rate must be > 0, "
+                     f"got {stage_cfg.learning_rate}")
   return optax.chain(
       optax.add_decayed_weights(stage_cfg.weight_decay),
       optax.sgd(learning_rate_schedule(stage_cfg, schedule), momentum=stage_cfg.momentum,

@@ -67,11 +67,6 @@ def make_stage(name: str, config) -> Stage:
   raise ValueError(f"Unknown stage {name!r} in config.stages")
 
 
-def data_modalities(stage: Stage) -> tuple[str, ...]:
-  """The pipeline modalities a stage needs."""
-  return tuple(stage.inputs)
-
-
 def eval_outputs(out: ModelOutput) -> dict[str, jax.Array]:
   """What evaluation keeps per sample: logits and whichever features the model produced."""
   keep = {"logits": out.logits}
