@@ -1,0 +1,504 @@
+r"""How fast one training stage runs here: compile time, step time, FLOP/s against the devices'
+peak, memory, the input pipeline alone, and where the step's time goes.
+
+  python -m amfi_jax.benchmark --config=configs/fusion.py --stage=rgb --batch_size=32
+  python -m amfi_jax.benchmark --config=configs/fusion.py:demo --stage=fusion \
+      --conv_impl=native --profile_dir=/tmp/amfi_profile
+
+Prints ONE JSON object on stdout (logs go to stderr). The model, optimiser, state and train step
+are built by the training loop's own code (`loop.setup_stage`, `init_state`, `make_train_step`);
+the step is timed on synthetic device-resident batches with the exact shapes and dtypes of the
+stage's real batches, sharded like them, so compute is measured apart from input. The input
+pipeline (`pipeline.train_dataset` on the configured dataset; with none, the embedded one, built
+under `--workdir` on first use) is timed on its own, without the model.
+
+Input shapes are those of the configured dataset's records: NTU builds store 16×112×112 clips and
+300-frame skeletons (the paper's); the embedded dataset stores what `config.data.embedded` says
+(8×48×48 and 64 frames by default; add `--config.data.embedded.clip_length=16
+--config.data.embedded.image_size=112 --config.data.embedded.max_frames=300` for the paper's).
+
+FLOPs: `flops_per_step` is XLA's cost analysis of the compiled train step (all devices); XLA
+counts a while-loop body once whatever its trip count, so the CPU convolution rewrite's chunked
+kernel-gradient scans are undercounted there. `model_flops_per_step` is the cost analysis of the
+same step lowered with native convolutions (no loops, the same for every `--conv_impl`);
+achieved FLOP/s and the fraction of peak use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import gzip
+import json
+import os
+import re
+import resource
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from amfi_jax import configlib, hardware, parallel, run_context
+from amfi_jax.data import datasets, pipeline, throughput
+from amfi_jax.models import STAGES
+from amfi_jax.models import conv as conv_lib
+from amfi_jax.training import loop
+from amfi_jax.training.state import init_state
+from amfi_jax.training.steps import make_eval_step, make_train_step
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What to measure; the command-line flags of the same names."""
+
+  stage: str
+  batch_size: int | None = None  # None: config.train.<stage>.batch_size
+  steps: int = 10
+  warmup: int = 2
+  conv_impl: str = "auto"
+  input_batches: int = 10
+  profile_dir: str = ""
+  profile_steps: int = 3
+  workdir: str = "workdirs/benchmark"
+  peak_matmul_size: int = 4096
+
+
+def check_options(config, opts: Options, mesh) -> int:
+  """Raises a ValueError naming the flag for unusable values; returns the global batch size."""
+  if opts.stage not in STAGES:
+    raise ValueError(f"--stage must be one of {list(STAGES)}, got {opts.stage!r}")
+  if opts.conv_impl not in conv_lib.IMPLS:
+    raise ValueError(f"--conv_impl must be one of {list(conv_lib.IMPLS)}, got {opts.conv_impl!r}")
+  for name, low in (("steps", 1), ("warmup", 0), ("input_batches", 0), ("profile_steps", 1),
+                    ("peak_matmul_size", 1)):
+    if getattr(opts, name) < low:
+      raise ValueError(f"--{name} must be ≥ {low}, got {getattr(opts, name)}")
+  batch_size = opts.batch_size or config.train[opts.stage].batch_size
+  if batch_size < 1:
+    raise ValueError(f"--batch_size must be ≥ 1, got {batch_size}")
+  loop._check_batch(batch_size, mesh, "--batch_size")  # pylint: disable=protected-access
+  return batch_size
+
+
+@contextlib.contextmanager
+def conv_impl(impl: str):
+  """Convolutions traced inside use `impl`; the previous choice is restored afterwards."""
+  previous = conv_lib.get_conv_impl()
+  conv_lib.set_conv_impl(impl)
+  try:
+    yield
+  finally:
+    conv_lib.set_conv_impl(previous)
+
+
+def run(config, opts: Options, config_name: str = "") -> dict:
+  """Measures `opts.stage` of `config`; returns the JSON-able report."""
+  configlib.validate(config)
+  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
+  batch_size = check_options(config, opts, mesh)
+  config = config.copy_and_resolve_references()
+  config.train[opts.stage].batch_size = batch_size
+  with contextlib.redirect_stdout(sys.stderr):  # the generator's progress; stdout is the report
+    dataset = datasets.prepare(config.data, opts.workdir)
+  setup = loop.setup_stage(config, opts.stage, dataset, mesh)
+  stage = setup.stage
+  pipeline_kwargs = dict(modalities=stage.inputs, skeleton_stream=config.data.skeleton_stream,
+                         num_threads=config.data.num_threads, prefetch=config.data.prefetch)
+  specs = example_specs(setup.train_source, **pipeline_kwargs)
+  report = {"stage": opts.stage, "config": config_name, "batch_size": batch_size,
+            "inputs": {k: {"shape": [batch_size, *s.shape], "dtype": str(s.dtype)}
+                       for k, s in specs.items()},
+            "dtype": config.model.dtype, **environment(mesh, opts.conv_impl)}
+  if opts.input_batches:
+    report["input_pipeline"] = throughput.measure_pipeline(
+        setup.train_source, batch_size=batch_size, num_batches=opts.input_batches,
+        augment=config.data.augment, **pipeline_kwargs)
+  batch = synthetic_batch(specs, batch_size, config.model.num_classes, mesh, config.seed)
+  state = init_state(setup.build, stage, setup.tx, setup.layout, config.seed)
+  inputs = {k: batch[k] for k in stage.inputs}
+  with conv_impl(opts.conv_impl):
+    train = compile_step(make_train_step(stage, setup.layout, setup.tx), state, batch)
+    forward = compile_step(make_eval_step(stage, setup.layout), state, inputs)
+  rewrite = report["conv_rewrite"]
+  model_flops = native_flops(lambda: make_train_step(stage, setup.layout, setup.tx),
+                             (state, batch), train, rewrite)
+  forward_model_flops = native_flops(lambda: make_eval_step(stage, setup.layout),
+                                     (state, inputs), forward, rewrite)
+  train_times, state = time_steps(train["compiled"], state, batch, opts.warmup, opts.steps)
+  forward_times, _ = time_steps(forward["compiled"], state, inputs, opts.warmup, opts.steps,
+                                carry_state=False)
+  peak = hardware.peak_flops(mesh.devices.ravel().tolist(), config.model.dtype,
+                             opts.peak_matmul_size)
+  report.update(step_report(train, train_times, model_flops, batch_size, peak, mesh.size))
+  report["forward"] = forward_report(forward, forward_times, forward_model_flops, batch_size,
+                                     mesh.size, statistics.median(train_times))
+  report["memory"] = memory_report(train["compiled"], mesh)
+  if opts.profile_dir:
+    report["profile"] = profile(train, state, batch, opts.profile_dir, opts.profile_steps)
+  return report
+
+
+def environment(mesh, impl: str) -> dict:
+  device = mesh.devices.ravel()[0]
+  return {"backend": jax.default_backend(), "device_kind": device.device_kind,
+          "device_count": int(mesh.size), "process_count": jax.process_count(),
+          "mesh": dict(mesh.shape), "conv_impl": impl,
+          "conv_rewrite": conv_lib.uses_rewrite(device.platform, impl)}
+
+
+def example_specs(source, **pipeline_kwargs) -> dict[str, np.ndarray]:
+  """One example of the stage's training batches (no augmentation: it keeps shapes), per key."""
+  it = iter(pipeline.train_dataset(source, batch_size=1, seed=0, augment=False, process_index=0,
+                                   process_count=1, **pipeline_kwargs))
+  example = next(it)
+  keys = tuple(pipeline_kwargs["modalities"]) + ("label",)
+  return {k: example[k][0] for k in keys}
+
+
+def synthetic_batch(specs: dict[str, np.ndarray], batch_size: int, num_classes: int, mesh,
+                    seed: int) -> dict[str, jax.Array]:
+  """Random arrays of the examples' shapes and dtypes, placed as `pipeline.global_batch` places
+  real ones (this process's rows, sharded over the mesh's data axis)."""
+  rng = np.random.default_rng(seed)
+  rows = batch_size // jax.process_count()
+  local = {}
+  for key, example in specs.items():
+    shape = (rows,) + example.shape
+    if key == "label":
+      local[key] = rng.integers(0, num_classes, shape).astype(example.dtype)
+    elif np.issubdtype(example.dtype, np.integer):
+      info = np.iinfo(example.dtype)
+      local[key] = rng.integers(info.min, int(info.max) + 1, shape).astype(example.dtype)
+    else:
+      local[key] = rng.standard_normal(shape).astype(example.dtype)
+  return pipeline.global_batch(local, parallel.batch_sharding(mesh))
+
+
+def compile_step(jitted, *args) -> dict:
+  """Lowers and compiles a jitted step; times both and keeps XLA's own FLOP count."""
+  start = time.perf_counter()
+  lowered = jitted.lower(*args)
+  lowered_at = time.perf_counter()
+  compiled = lowered.compile()
+  done = time.perf_counter()
+  return {"lowered": lowered, "compiled": compiled, "lower_s": lowered_at - start,
+          "compile_s": done - start, "flops_per_device": _flops(compiled.cost_analysis()),
+          "hlo": compiled.as_text()}
+
+
+def native_flops(make_step, args, step: dict, rewrite: bool) -> float | None:
+  """The whole step's FLOPs with native convolutions, the same whichever implementation runs:
+  the cost analysis of the (global, unpartitioned) lowering, re-traced without the rewrite if
+  it was active (its kernel-gradient loops would count once per body)."""
+  if not rewrite:
+    return _flops(step["lowered"].cost_analysis())
+  with conv_impl("native"):
+    return _flops(make_step().lower(*args).cost_analysis())
+
+
+def _flops(cost) -> float | None:
+  """'flops' of a cost analysis: a dict in current JAX, a list of one dict per module in older."""
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  value = (cost or {}).get("flops")
+  return float(value) if value is not None and value >= 0 else None
+
+
+def time_steps(compiled, state, batch, warmup: int, steps: int, carry_state: bool = True):
+  """Seconds of each of `steps` steps after `warmup`, each waited for; the final state."""
+  times = []
+  for i in range(warmup + steps):
+    start = time.perf_counter()
+    out = compiled(state, batch)
+    jax.block_until_ready(out)
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+    if carry_state:
+      state = out[0]  # the old state's buffers were donated
+  return times, state
+
+
+def _summary(times: list[float]) -> dict:
+  return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+          "p90_s": float(np.percentile(times, 90)), "steps": len(times)}
+
+
+def _has_loops(hlo: str) -> bool:
+  return re.search(r"\swhile\(", hlo) is not None
+
+
+def step_report(train: dict, times: list[float], model_flops, batch_size: int,
+                peak: hardware.Peak, devices: int) -> dict:
+  median = statistics.median(times)
+  per_device = train["flops_per_device"]
+  achieved = model_flops / median if model_flops else None
+  out = {"lower_s": train["lower_s"], "compile_s": train["compile_s"],
+         "step": _summary(times), "examples_per_s": batch_size / median,
+         "flops_per_step": per_device * devices if per_device is not None else None,
+         "model_flops_per_step": model_flops, "achieved_flops_per_s": achieved,
+         "peak_flops_per_s": peak.flops_per_s, "peak_source": peak.source,
+         "fraction_of_peak": achieved / peak.flops_per_s if achieved and peak.flops_per_s
+                             else None}
+  if _has_loops(train["hlo"]):
+    out["flops_note"] = ("the compiled step has while loops; XLA's cost analysis counts each "
+                         "loop body once, so flops_per_step undercounts them")
+  return out
+
+
+def forward_report(forward: dict, times: list[float], model_flops, batch_size: int,
+                   devices: int, train_median: float) -> dict:
+  """The eval step (forward only, BatchNorm in inference mode) against the full train step."""
+  median = statistics.median(times)
+  per_device = forward["flops_per_device"]
+  return {"compile_s": forward["compile_s"], "step": _summary(times),
+          "examples_per_s": batch_size / median,
+          "flops_per_step": per_device * devices if per_device is not None else None,
+          "model_flops_per_step": model_flops,
+          "achieved_flops_per_s": model_flops / median if model_flops else None,
+          "share_of_train_step": median / train_median}
+
+
+def memory_report(compiled, mesh) -> dict:
+  """Peak device memory where the runtime tracks it (GPU, TPU); always the compiled step's
+  buffer sizes per device and this process's maximum resident set."""
+  out = {}
+  local = [d for d in mesh.devices.ravel() if d.process_index == jax.process_index()]
+  stats = [d.memory_stats() for d in local]
+  if stats and all(s and "peak_bytes_in_use" in s for s in stats):
+    out["device_peak_bytes"] = max(int(s["peak_bytes_in_use"]) for s in stats)
+    out["device_peak_source"] = ("device.memory_stats()['peak_bytes_in_use'], max over local "
+                                 "devices, whole process so far")
+  analysis = compiled.memory_analysis()
+  if analysis is not None:
+    sizes = {name: int(getattr(analysis, f"{name}_size_in_bytes"))
+             for name in ("argument", "output", "alias", "temp")}
+    sizes["total"] = sizes["argument"] + sizes["output"] - sizes["alias"] + sizes["temp"]
+    out["compiled_step_bytes"] = sizes
+    out["compiled_step_source"] = ("compiled.memory_analysis() per device: arguments + outputs "
+                                   "- donated (aliased) + temporaries")
+  out["host_max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  out["host_max_rss_source"] = ("resource.getrusage: this process's maximum resident set, "
+                                "including the input pipeline and compilation")
+  if "device_peak_bytes" in out:
+    out["peak_bytes"], out["peak_source"] = out["device_peak_bytes"], "device_peak_bytes"
+  elif "compiled_step_bytes" in out:
+    out["peak_bytes"] = out["compiled_step_bytes"]["total"]
+    out["peak_source"] = "compiled_step_bytes.total (the runtime reports no device peak)"
+  return out
+
+
+# ---- Where the time goes: a profiler trace, its XLA ops classified by the compiled HLO. ----
+
+CATEGORIES = ("convolution", "dot", "reduce", "fusion", "copy", "other")
+# Opcodes that only move or lay out data.
+_MOVEMENT = frozenset((
+    "copy", "transpose", "bitcast", "broadcast", "reshape", "slice", "dynamic-slice",
+    "dynamic-update-slice", "concatenate", "pad", "gather", "reverse", "iota", "parameter",
+    "constant", "tuple", "get-tuple-element", "copy-start", "copy-done"))
+_REDUCE = frozenset(("reduce", "reduce-window", "select-and-scatter"))
+_INDEXED = frozenset(("gather", "scatter"))
+_INSTRUCTION = re.compile(r"^\s+(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*)$")
+_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
+_FUSION_CALLS = re.compile(r"\bcalls=%?([\w.\-]+)")
+_CUSTOM_TARGET = re.compile(r'custom_call_target="([^"]+)"')
+
+
+def _opcode(rest: str) -> str:
+  """The opcode of an instruction's right-hand side `SHAPE opcode(...)`; tuple shapes are
+  parenthesised and TPU layouts hold parentheses, so skip the shape by bracket depth."""
+  depth, i = 0, 0
+  while i < len(rest):
+    ch = rest[i]
+    if ch in "({[":
+      depth += 1
+    elif ch in ")}]":
+      depth -= 1
+    elif ch == " " and depth == 0:
+      break
+    i += 1
+  match = re.match(r"\s*([\w\-]+)\(", rest[i:])
+  return match.group(1) if match else ""
+
+
+def parse_hlo(hlo: str) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]:
+  """({instruction: (opcode, rest of line)}, {computation: [its instructions]})."""
+  instructions, computations, current = {}, defaultdict(list), None
+  for line in hlo.splitlines():
+    if not line.startswith(" "):
+      header = _COMPUTATION.match(line)
+      current = header.group(1) if header else None
+      continue
+    match = _INSTRUCTION.match(line)
+    if match and current is not None:
+      name, rest = match.groups()
+      instructions[name] = (_opcode(rest), rest)
+      computations[current].append(name)
+  return instructions, dict(computations)
+
+
+def _opcodes(name: str, instructions, computations) -> set[str]:
+  """The instruction's opcode, plus those inside it if it is a fusion (recursively)."""
+  opcode, rest = instructions.get(name, ("", ""))
+  found = {opcode}
+  if opcode == "custom-call":
+    target = _CUSTOM_TARGET.search(rest)
+    target = target.group(1).lower() if target else ""
+    if "conv" in target:
+      found.add("convolution")
+    elif any(t in target for t in ("gemm", "matmul", "cublas")):
+      found.add("dot")
+  if opcode == "fusion":
+    for called in _FUSION_CALLS.findall(rest):
+      for inner in computations.get(called, ()):
+        found |= _opcodes(inner, instructions, computations)
+  return found
+
+
+def categorize(name: str, instructions, computations) -> str:
+  """convolution / dot (anything containing one) ▸ reduce (e.g. BatchNorm statistics) ▸ copy
+  (data movement only, or a gather / scatter with its index arithmetic) ▸ fusion (other fused
+  elementwise work) ▸ other (loops, calls, sorts, collectives…)."""
+  ops = _opcodes(name, instructions, computations)
+  if "convolution" in ops:
+    return "convolution"
+  if "dot" in ops:
+    return "dot"
+  if ops & _REDUCE:
+    return "reduce"
+  if ops <= _MOVEMENT or ops & _INDEXED:
+    return "copy"
+  if instructions.get(name, ("",))[0] == "fusion":
+    return "fusion"
+  return "other"
+
+
+def profile(train: dict, state, batch, directory: str, steps: int) -> dict:
+  """Traces `steps` train steps and summarises the trace's XLA ops by category."""
+  directory = os.path.abspath(directory)
+  existing = set(glob.glob(os.path.join(directory, "plugins", "profile", "*")))
+  start = time.perf_counter()
+  with jax.profiler.trace(directory, create_perfetto_trace=True):
+    _, state = time_steps(train["compiled"], state, batch, 0, steps)
+  wall = time.perf_counter() - start
+  runs = sorted(set(glob.glob(os.path.join(directory, "plugins", "profile", "*"))) - existing)
+  traces = glob.glob(os.path.join(runs[-1], "*perfetto_trace.json.gz")) if runs else []
+  if not traces:
+    return {"trace": None, "error": f"no perfetto trace written under {directory}"}
+  with gzip.open(traces[0], "rt") as f:
+    events = json.load(f)
+  module = re.match(r"HloModule\s+([\w.\-]+)", train["hlo"])
+  summary = summarize_trace(events, train["hlo"], module.group(1) if module else None, steps)
+  return {"trace": traces[0], "steps": steps, "wall_s_per_step": wall / steps, **summary}
+
+
+def _exclusive_times(events: list[dict]) -> list[tuple[dict, float]]:
+  """Each event's own time, without the events nested in it on the same thread (a while loop's
+  body ops, for instance), so nothing is counted twice."""
+  out = []
+  by_thread = defaultdict(list)
+  for e in events:
+    by_thread[(e.get("pid"), e.get("tid"))].append(e)
+  for thread in by_thread.values():
+    thread.sort(key=lambda e: (float(e["ts"]), -float(e["dur"])))
+    stack: list[list] = []  # [end, event, own time]
+    for e in thread:
+      ts, dur = float(e["ts"]), float(e["dur"])
+      while stack and stack[-1][0] <= ts:
+        _, done, own = stack.pop()
+        out.append((done, own))
+      if stack:
+        stack[-1][2] -= dur
+      stack.append([ts + dur, e, dur])
+    out.extend((done, own) for _, done, own in stack)
+  return out
+
+
+def summarize_trace(trace: dict | list, hlo: str, module: str | None, steps: int) -> dict:
+  """Seconds per step and shares by op category, and the costliest ops, from a perfetto/Chrome
+  JSON trace. Only complete events naming an XLA op (`args.hlo_op`) of `module` count; on CPU
+  the runtime runs independent ops concurrently, so op time can exceed wall time."""
+  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  ops = [e for e in events if e.get("ph") == "X" and "hlo_op" in e.get("args", {})
+         and (module is None or e["args"].get("hlo_module") == module)]
+  instructions, computations = parse_hlo(hlo)
+  by_category, by_op = defaultdict(float), defaultdict(float)
+  for event, own_us in _exclusive_times(ops):
+    name = event["args"]["hlo_op"]
+    by_category[categorize(name, instructions, computations)] += own_us * 1e-6 / steps
+    by_op[name] += own_us * 1e-6 / steps
+  total = sum(by_category.values())
+  top = sorted(by_op.items(), key=lambda kv: -kv[1])[:10]
+  return {"op_events": len(ops), "op_s_per_step": total,
+          "categories": {c: {"s_per_step": by_category[c],
+                             "share": by_category[c] / total if total else 0.0}
+                         for c in CATEGORIES},
+          "top_ops": [{"op": n, "category": categorize(n, instructions, computations),
+                       "s_per_step": s} for n, s in top]}
+
+
+# ---- Command line ----
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py[:variant]).",
+                                          lock_config=True)
+_STAGE = flags.DEFINE_enum("stage", None, STAGES, "The stage whose train step to measure.")
+_BATCH = flags.DEFINE_integer("batch_size", None,
+                              "Global batch size; default config.train.<stage>.batch_size.")
+_STEPS = flags.DEFINE_integer("steps", Options.steps, "Timed steps after the warm-up.")
+_WARMUP = flags.DEFINE_integer("warmup", Options.warmup, "Untimed steps after compilation.")
+_CONV = flags.DEFINE_enum("conv_impl", Options.conv_impl, conv_lib.IMPLS,
+                          "Convolutions: auto (the matmul rewrite on CPU only), native, matmul.")
+_INPUT = flags.DEFINE_integer("input_batches", Options.input_batches,
+                              "Batches of the input pipeline to time alone (0: skip).")
+_PROFILE = flags.DEFINE_string("profile_dir", "", "If set, trace --profile_steps train steps "
+                               "here and summarise where their time goes.")
+_PROFILE_STEPS = flags.DEFINE_integer("profile_steps", Options.profile_steps,
+                                      "Train steps traced with --profile_dir.")
+_WORKDIR = flags.DEFINE_string("workdir", Options.workdir,
+                               "Where the embedded dataset is generated (when the config names "
+                               "no dataset).")
+_MATMUL = flags.DEFINE_integer("peak_matmul_size", Options.peak_matmul_size,
+                               "Side of the float32 matmul that measures a CPU's peak.")
+flags.mark_flags_as_required(["config", "stage"])
+
+
+def options_from_flags() -> Options:
+  return Options(stage=_STAGE.value, batch_size=_BATCH.value, steps=_STEPS.value,
+                 warmup=_WARMUP.value, conv_impl=_CONV.value, input_batches=_INPUT.value,
+                 profile_dir=_PROFILE.value, profile_steps=_PROFILE_STEPS.value,
+                 workdir=_WORKDIR.value, peak_matmul_size=_MATMUL.value)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  run_context.quiet_library_logs()
+  config, opts = _CONFIG.value, options_from_flags()
+  try:
+    check_options(config, opts, parallel.make_mesh(config.mesh.data, config.mesh.model))
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  name = config_flags.get_config_filename(flags.FLAGS["config"])
+  logging.info("Benchmarking stage %s of %s", opts.stage, name)
+  report = run(config, opts, config_name=name)
+  report["config_overrides"] = {k: _jsonable(v) for k, v in
+                                config_flags.get_override_values(flags.FLAGS["config"]).items()}
+  print(json.dumps(report), flush=True)
+  sys.stdout.flush()
+
+
+def _jsonable(value):
+  try:
+    json.dumps(value)
+    return value
+  except TypeError:
+    return repr(value)
+
+
+if __name__ == "__main__":
+  app.run(main)
