@@ -14,6 +14,7 @@ import os
 import jax
 import tensorflow_datasets as tfds
 
+from amfi_jax import distributed
 from amfi_jax.data import pipeline, synthetic, tfds_ntu
 
 # Cross-subject split of the generated performers: 1 2 4 5 8 9 train (9 held out for validation),
@@ -100,12 +101,6 @@ def _embedded(data_cfg, workdir: str) -> Dataset:
         open(done, "w").close()
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=raw))
-    _sync("embedded dataset")
+    distributed.barrier("embedded dataset prepared")
     builder = tfds_ntu.NtuRgbd(config=config, data_dir=data_dir)
   return Dataset(builder, _class_names(builder))
-
-
-def _sync(name: str) -> None:
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(name)

@@ -11,6 +11,7 @@ import os
 
 import grain
 import jax
+from absl import logging
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
@@ -46,14 +47,31 @@ class StageCheckpoints:
     return self.manager.best_step()
 
   def restore(self, step: int, abstract_state, shardings, data_iterator=None):
-    """Restores `step` onto `shardings` (any mesh); refills `data_iterator` in place."""
+    """Restores `step` onto `shardings` (any mesh); refills `data_iterator` in place.
+
+    The iterator's saved position is per process. When the checkpoint was written by another
+    number of processes, `data_iterator` is moved to batch `step` instead: every process
+    consumes one batch per step and the processes' slices interleave one global stream, so
+    after `step` steps the job has consumed exactly the first `step` global batches whatever the
+    process count, and continuing at batch `step` of the new slices yields the same examples
+    per step as an uninterrupted run (only their order inside a global batch differs).
+    """
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract_state, shardings)
     items = {"state": ocp.args.StandardRestore(target)}
-    if data_iterator is not None:
+    same_layout = data_iterator is not None and self._has_iterator_of_this_layout(step)
+    if same_layout:
       items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    if data_iterator is not None and not same_layout:
+      logging.warning("Checkpoint %d holds no data position for %d processes; continuing the "
+                      "input at global batch %d", step, jax.process_count(), step)
+      data_iterator.set_state({**data_iterator.get_state(), "next_index": int(step)})
     return restored["state"]
+
+  def _has_iterator_of_this_layout(self, step: int) -> bool:
+    name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    return os.path.exists(os.path.join(self.directory, str(step), "data", name))
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -22,8 +22,9 @@ import jax
 import numpy as np
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 
-from amfi_jax import configlib, parallel, weights
+from amfi_jax import configlib, distributed, parallel, weights
 from amfi_jax.data import datasets, pipeline
 from amfi_jax.evaluation import reports
 from amfi_jax.models import build_model
@@ -41,14 +42,22 @@ class Preempted(Exception):
   """SIGTERM arrived; the stage saved a checkpoint and stopped. Re-run to resume."""
 
 
-class _SigtermFlag:
-  """Turns SIGTERM into a flag the loop polls, so the state is saved between steps."""
+class _StopSignal:
+  """SIGTERM as a flag the loop polls between steps, so the state is saved at a step boundary.
+
+  One process: a Python signal handler. Several: JAX's preemption sync (the distributed runtime
+  catches SIGTERM on any host and all processes agree on the step at which to save), because a
+  flag raised on one host alone would make it save while the others wait in a collective.
+  """
 
   def __init__(self):
     self.raised = False
     self._previous = None
+    self._synced = jax.process_count() > 1
 
   def __enter__(self):
+    if self._synced:
+      return self
     try:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # not the main thread: leave signals to the caller
@@ -58,6 +67,12 @@ class _SigtermFlag:
   def _handle(self, signum, frame):
     del signum, frame
     self.raised = True
+
+  def poll(self, step: int) -> bool:
+    """Whether to save and stop after `step` (call once per step, on every process)."""
+    if self._synced and not self.raised:
+      self.raised = multihost_utils.reached_preemption_sync_point(step)
+    return self.raised
 
   def __exit__(self, *exc):
     if self._previous is not None:
@@ -154,7 +169,8 @@ def restore_best(workdir: str, setup: StageSetup):
 def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh) -> dict:
   directory = stage_dir(workdir, name)
   result_path = os.path.join(directory, "result.json")
-  if os.path.exists(result_path):
+  # Process 0's view of the shared workdir decides, so no host trains a stage the others skip.
+  if distributed.agree(os.path.exists(result_path)):
     logging.info("Stage %s already finished (%s); skipping", name, result_path)
     with open(result_path) as f:
       return json.load(f)
@@ -200,7 +216,7 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
   progress = ProgressBar(schedule.total_steps, initial_step=start, enabled=is_main)
   pending = None  # (step, metrics) of the last step, read once the next one is dispatched
   last_checked = start
-  with _SigtermFlag() as sigterm:
+  with _StopSignal() as sigterm:
     for step in range(start + 1, schedule.total_steps + 1):
       batch = next(train_iter)
       state, metrics = train_step(state, pipeline.global_batch(
@@ -208,7 +224,8 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
       if pending is not None:
         last_checked = _log_train(writer, progress, *pending, last_checked, scfg, config)
       pending = (step, metrics)
-      if schedule.is_eval_step(step) or sigterm.raised:
+      stop = sigterm.poll(step)
+      if schedule.is_eval_step(step) or stop:
         last_checked = _log_train(writer, progress, *pending, last_checked, scfg, config,
                                   force=True)
         pending = None
@@ -217,9 +234,9 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
         writer.write_scalars(step, {f"{select_split}/{k}": v for k, v in result.scalars().items()})
         logging.info("Stage %s step %d: %s top-1 %.4f", name, step, select_split, result.top1)
         ckpts.save(step, state, train_iter, metrics={SELECTION_METRIC: result.top1}, force=True)
-      elif sigterm.raised:
+      elif stop:
         ckpts.save(step, state, train_iter, force=True)
-      if sigterm.raised:
+      if stop:
         ckpts.close()
         writer.close()
         progress.close()
@@ -304,7 +321,7 @@ def _final_reports(config, name, directory, workdir, dataset, stage: Stage, layo
   if name in ("rgb", "skeleton"):
     model = layout.model(state.params, state.frozen)
     stream_dir = os.path.join(directory, "best_stream")
-    if not os.path.isdir(os.path.join(stream_dir, "state")):
+    if not distributed.agree(os.path.isdir(os.path.join(stream_dir, "state"))):
       weights.save_stream(stream_dir, model, info={"stage": name, "step": best_step})
   result = reports.stage_entry(best_step=int(best_step), selected_on=config.data.select_on,
                                validation=validation, test=test,

@@ -28,8 +28,9 @@ def save_stream(directory: str, model: nnx.Module, *, info: dict) -> str:
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(os.path.join(directory, "state"), stream_state(model).to_pure_dict())
   checkpointer.wait_until_finished()
-  with open(os.path.join(directory, "stream.json"), "w") as f:
-    json.dump({"model": type(model).__name__, **info}, f, indent=2)
+  if jax.process_index() == 0:  # every process saves its shards above; one writes the summary
+    with open(os.path.join(directory, "stream.json"), "w") as f:
+      json.dump({"model": type(model).__name__, **info}, f, indent=2)
   return directory
 
 
