@@ -107,10 +107,9 @@ def run(config, opts: Options, config_name: str = "") -> dict:
   with contextlib.redirect_stdout(sys.stderr):  # the generator's progress; stdout is the report
     dataset = datasets.prepare(config.data, opts.workdir)
   setup = loop.setup_stage(config, opts.stage, dataset, mesh)
-  stage = setup.stage
-  pipeline_kwargs = dict(modalities=stage.inputs, skeleton_stream=config.data.skeleton_stream,
-                         num_threads=config.data.num_threads, prefetch=config.data.prefetch)
-  specs = example_specs(setup.train_source, **pipeline_kwargs)
+  feed = dict(modalities=setup.stage.inputs, skeleton_stream=config.data.skeleton_stream,
+              num_threads=config.data.num_threads, prefetch=config.data.prefetch)
+  specs = example_specs(setup.train_source, **feed)
   report = {"stage": opts.stage, "config": config_name, "batch_size": batch_size,
             "inputs": {k: {"shape": [batch_size, *s.shape], "dtype": str(s.dtype)}
                        for k, s in specs.items()},
@@ -118,30 +117,38 @@ def run(config, opts: Options, config_name: str = "") -> dict:
   if opts.input_batches:
     report["input_pipeline"] = throughput.measure_pipeline(
         setup.train_source, batch_size=batch_size, num_batches=opts.input_batches,
-        augment=config.data.augment, **pipeline_kwargs)
+        augment=config.data.augment, **feed)
   batch = synthetic_batch(specs, batch_size, config.model.num_classes, mesh, config.seed)
-  state = init_state(setup.build, stage, setup.tx, setup.layout, config.seed)
+  report.update(measure(config, opts, setup, batch, mesh, report["conv_rewrite"]))
+  return report
+
+
+def measure(config, opts: Options, setup: loop.StageSetup, batch, mesh, rewrite: bool) -> dict:
+  """Compiles and times the train step and the forward-only eval step on `batch`; their FLOPs
+  against the peak, memory, and (with `opts.profile_dir`) where the train step's time goes."""
+  stage, layout, tx = setup.stage, setup.layout, setup.tx
+  state = init_state(setup.build, stage, tx, layout, config.seed)
   inputs = {k: batch[k] for k in stage.inputs}
+  make_train = lambda: make_train_step(stage, layout, tx)
+  make_forward = lambda: make_eval_step(stage, layout)
   with conv_impl(opts.conv_impl):
-    train = compile_step(make_train_step(stage, setup.layout, setup.tx), state, batch)
-    forward = compile_step(make_eval_step(stage, setup.layout), state, inputs)
-  rewrite = report["conv_rewrite"]
-  model_flops = native_flops(lambda: make_train_step(stage, setup.layout, setup.tx),
-                             (state, batch), train, rewrite)
-  forward_model_flops = native_flops(lambda: make_eval_step(stage, setup.layout),
-                                     (state, inputs), forward, rewrite)
-  train_times, state = time_steps(train["compiled"], state, batch, opts.warmup, opts.steps)
-  forward_times, _ = time_steps(forward["compiled"], state, inputs, opts.warmup, opts.steps,
-                                carry_state=False)
+    train = compile_step(make_train(), state, batch)
+    forward = compile_step(make_forward(), state, inputs)
+  train["model_flops"] = native_flops(make_train, (state, batch), train, rewrite)
+  forward["model_flops"] = native_flops(make_forward, (state, inputs), forward, rewrite)
+  train["times"], state = time_steps(train["compiled"], state, batch, opts.warmup, opts.steps)
+  forward["times"], _ = time_steps(forward["compiled"], state, inputs, opts.warmup, opts.steps,
+                                   carry_state=False)
+  batch_size = config.train[stage.name].batch_size
   peak = hardware.peak_flops(mesh.devices.ravel().tolist(), config.model.dtype,
                              opts.peak_matmul_size)
-  report.update(step_report(train, train_times, model_flops, batch_size, peak, mesh.size))
-  report["forward"] = forward_report(forward, forward_times, forward_model_flops, batch_size,
-                                     mesh.size, statistics.median(train_times))
-  report["memory"] = memory_report(train["compiled"], mesh)
+  out = step_report(train, batch_size, peak, mesh.size)
+  out["forward"] = forward_report(forward, batch_size, mesh.size,
+                                  statistics.median(train["times"]))
+  out["memory"] = memory_report(train["compiled"], mesh)
   if opts.profile_dir:
-    report["profile"] = profile(train, state, batch, opts.profile_dir, opts.profile_steps)
-  return report
+    out["profile"] = profile(train, state, batch, opts.profile_dir, opts.profile_steps)
+  return out
 
 
 def environment(mesh, impl: str) -> dict:
@@ -229,39 +236,34 @@ def _summary(times: list[float]) -> dict:
           "p90_s": float(np.percentile(times, 90)), "steps": len(times)}
 
 
-def _has_loops(hlo: str) -> bool:
-  return re.search(r"\swhile\(", hlo) is not None
-
-
-def step_report(train: dict, times: list[float], model_flops, batch_size: int,
-                peak: hardware.Peak, devices: int) -> dict:
-  median = statistics.median(times)
-  per_device = train["flops_per_device"]
-  achieved = model_flops / median if model_flops else None
-  out = {"lower_s": train["lower_s"], "compile_s": train["compile_s"],
-         "step": _summary(times), "examples_per_s": batch_size / median,
-         "flops_per_step": per_device * devices if per_device is not None else None,
-         "model_flops_per_step": model_flops, "achieved_flops_per_s": achieved,
-         "peak_flops_per_s": peak.flops_per_s, "peak_source": peak.source,
-         "fraction_of_peak": achieved / peak.flops_per_s if achieved and peak.flops_per_s
-                             else None}
-  if _has_loops(train["hlo"]):
-    out["flops_note"] = ("the compiled step has while loops; XLA's cost analysis counts each "
-                         "loop body once, so flops_per_step undercounts them")
-  return out
-
-
-def forward_report(forward: dict, times: list[float], model_flops, batch_size: int,
-                   devices: int, train_median: float) -> dict:
-  """The eval step (forward only, BatchNorm in inference mode) against the full train step."""
-  median = statistics.median(times)
-  per_device = forward["flops_per_device"]
-  return {"compile_s": forward["compile_s"], "step": _summary(times),
+def _timing(step: dict, batch_size: int, devices: int) -> dict:
+  """Compile time, step-time summary, throughput and FLOPs of a compiled and timed step."""
+  median = statistics.median(step["times"])
+  per_device, model_flops = step["flops_per_device"], step["model_flops"]
+  return {"compile_s": step["compile_s"], "step": _summary(step["times"]),
           "examples_per_s": batch_size / median,
           "flops_per_step": per_device * devices if per_device is not None else None,
           "model_flops_per_step": model_flops,
-          "achieved_flops_per_s": model_flops / median if model_flops else None,
-          "share_of_train_step": median / train_median}
+          "achieved_flops_per_s": model_flops / median if model_flops else None}
+
+
+def step_report(train: dict, batch_size: int, peak: hardware.Peak, devices: int) -> dict:
+  out = {"lower_s": train["lower_s"], **_timing(train, batch_size, devices),
+         "peak_flops_per_s": peak.flops_per_s, "peak_source": peak.source}
+  achieved = out["achieved_flops_per_s"]
+  out["fraction_of_peak"] = achieved / peak.flops_per_s if achieved and peak.flops_per_s else None
+  if loops_with_arithmetic(train["hlo"]):
+    out["flops_note"] = ("the compiled step runs convolutions or matrix products in while loops; "
+                         "XLA's cost analysis counts a loop body once whatever its trip count, "
+                         "so flops_per_step undercounts them")
+  return out
+
+
+def forward_report(forward: dict, batch_size: int, devices: int, train_median: float) -> dict:
+  """The eval step (forward only, BatchNorm in inference mode) against the full train step."""
+  out = _timing(forward, batch_size, devices)
+  out["share_of_train_step"] = out["step"]["median_s"] / train_median
+  return out
 
 
 def memory_report(compiled, mesh) -> dict:
@@ -303,9 +305,11 @@ _MOVEMENT = frozenset((
     "constant", "tuple", "get-tuple-element", "copy-start", "copy-done"))
 _REDUCE = frozenset(("reduce", "reduce-window", "select-and-scatter"))
 _INDEXED = frozenset(("gather", "scatter"))
+_CONTAINERS = frozenset(("while", "call", "conditional"))  # run other computations' ops
 _INSTRUCTION = re.compile(r"^\s+(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*)$")
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
 _FUSION_CALLS = re.compile(r"\bcalls=%?([\w.\-]+)")
+_LOOP_BODY = re.compile(r"\bbody=%?([\w.\-]+)")
 _CUSTOM_TARGET = re.compile(r'custom_call_target="([^"]+)"')
 
 
@@ -371,64 +375,107 @@ def categorize(name: str, instructions, computations) -> str:
     return "dot"
   if ops & _REDUCE:
     return "reduce"
-  if ops <= _MOVEMENT or ops & _INDEXED:
+  if ops - {"fusion"} <= _MOVEMENT or ops & _INDEXED:
     return "copy"
-  if instructions.get(name, ("",))[0] == "fusion":
-    return "fusion"
-  return "other"
+  return "fusion" if "fusion" in ops else "other"
+
+
+def loops_with_arithmetic(hlo: str) -> bool:
+  """Whether a while loop's body holds convolutions or matrix products (other loops, such as
+  the random-key split's, hold next to no FLOPs)."""
+  instructions, computations = parse_hlo(hlo)
+  for opcode, rest in instructions.values():
+    body = _LOOP_BODY.search(rest) if opcode == "while" else None
+    if body and any(categorize(op, instructions, computations) in ("convolution", "dot")
+                    for op in computations.get(body.group(1), ())):
+      return True
+  return False
 
 
 def profile(train: dict, state, batch, directory: str, steps: int) -> dict:
-  """Traces `steps` train steps and summarises the trace's XLA ops by category."""
+  """Traces `steps` train steps and summarises the trace's XLA ops by category; the step's HLO
+  is saved next to the trace, so the trace can be read again against it."""
   directory = os.path.abspath(directory)
   existing = set(glob.glob(os.path.join(directory, "plugins", "profile", "*")))
   start = time.perf_counter()
   with jax.profiler.trace(directory, create_perfetto_trace=True):
-    _, state = time_steps(train["compiled"], state, batch, 0, steps)
+    time_steps(train["compiled"], state, batch, 0, steps)
   wall = time.perf_counter() - start
   runs = sorted(set(glob.glob(os.path.join(directory, "plugins", "profile", "*"))) - existing)
   traces = glob.glob(os.path.join(runs[-1], "*perfetto_trace.json.gz")) if runs else []
   if not traces:
     return {"trace": None, "error": f"no perfetto trace written under {directory}"}
+  hlo_path = os.path.join(runs[-1], "train_step.hlo.txt")
+  with open(hlo_path, "w") as f:
+    f.write(train["hlo"])
   with gzip.open(traces[0], "rt") as f:
     events = json.load(f)
   module = re.match(r"HloModule\s+([\w.\-]+)", train["hlo"])
   summary = summarize_trace(events, train["hlo"], module.group(1) if module else None, steps)
-  return {"trace": traces[0], "steps": steps, "wall_s_per_step": wall / steps, **summary}
+  return {"trace": traces[0], "hlo": hlo_path, "steps": steps, "wall_s_per_step": wall / steps,
+          **summary}
 
 
-def _exclusive_times(events: list[dict]) -> list[tuple[dict, float]]:
-  """Each event's own time, without the events nested in it on the same thread (a while loop's
-  body ops, for instance), so nothing is counted twice."""
-  out = []
-  by_thread = defaultdict(list)
+_END = "end: "  # XLA CPU's thunk executor marks an op's completion with an event `end: <op>`
+
+
+def _spans(ops: list[dict], events: list[dict]) -> list[tuple[dict, float, float]]:
+  """(event, start, end) per op execution. XLA CPU's asynchronous thunks (native convolutions
+  on the Eigen pool, for one) return long before their work is done: their event lasts
+  microseconds, their `end: <op>` event comes when the work completes. Ops without one end
+  with their event."""
+  ends = defaultdict(list)
   for e in events:
-    by_thread[(e.get("pid"), e.get("tid"))].append(e)
-  for thread in by_thread.values():
-    thread.sort(key=lambda e: (float(e["ts"]), -float(e["dur"])))
-    stack: list[list] = []  # [end, event, own time]
-    for e in thread:
-      ts, dur = float(e["ts"]), float(e["dur"])
-      while stack and stack[-1][0] <= ts:
-        _, done, own = stack.pop()
-        out.append((done, own))
-      if stack:
-        stack[-1][2] -= dur
-      stack.append([ts + dur, e, dur])
-    out.extend((done, own) for _, done, own in stack)
+    if e.get("ph") == "X" and e.get("name", "").startswith(_END):
+      ends[e["name"][len(_END):]].append(float(e["ts"]))
+  for times in ends.values():
+    times.sort()
+  used = defaultdict(int)
+  out = []
+  for e in sorted(ops, key=lambda e: float(e["ts"])):
+    name, start = e["args"]["hlo_op"], float(e["ts"])
+    end, times, i = start + float(e["dur"]), ends.get(name, ()), used[name]
+    while i < len(times) and times[i] < start:
+      i += 1
+    if i < len(times):
+      end, i = max(end, times[i]), i + 1
+    used[name] = i
+    out.append((e, start, end))
   return out
+
+
+def _own_times(spans, containers: set[str]) -> list[tuple[dict, float]]:
+  """Each op's time; a loop's or call's without the ops nested in it on its thread (its body's
+  ops have events of their own), so nothing counts twice. Only containers lose nested time: an
+  asynchronous op's span overlaps later ops without containing them."""
+  own = {id(e): end - start for e, start, end in spans}
+  by_thread = defaultdict(list)
+  for span in spans:
+    by_thread[(span[0].get("pid"), span[0].get("tid"))].append(span)
+  for thread in by_thread.values():
+    open_containers: list[tuple[float, dict]] = []
+    for e, start, end in sorted(thread, key=lambda s: (s[1], -s[2])):
+      while open_containers and open_containers[-1][0] <= start:
+        open_containers.pop()
+      if open_containers and end <= open_containers[-1][0]:
+        own[id(open_containers[-1][1])] -= end - start
+      if e["args"]["hlo_op"] in containers:
+        open_containers.append((end, e))
+  return [(e, own[id(e)]) for e, _, _ in spans]
 
 
 def summarize_trace(trace: dict | list, hlo: str, module: str | None, steps: int) -> dict:
   """Seconds per step and shares by op category, and the costliest ops, from a perfetto/Chrome
-  JSON trace. Only complete events naming an XLA op (`args.hlo_op`) of `module` count; on CPU
-  the runtime runs independent ops concurrently, so op time can exceed wall time."""
+  JSON trace. Only complete events naming an XLA op (`args.hlo_op`) of `module` count. An op's
+  time runs from its start to its completion; independent ops run concurrently (XLA CPU's
+  thunk executor uses every core), so the sum can exceed the wall time."""
   events = trace["traceEvents"] if isinstance(trace, dict) else trace
   ops = [e for e in events if e.get("ph") == "X" and "hlo_op" in e.get("args", {})
          and (module is None or e["args"].get("hlo_module") == module)]
   instructions, computations = parse_hlo(hlo)
+  containers = {n for n, (opcode, _) in instructions.items() if opcode in _CONTAINERS}
   by_category, by_op = defaultdict(float), defaultdict(float)
-  for event, own_us in _exclusive_times(ops):
+  for event, own_us in _own_times(_spans(ops, events), containers):
     name = event["args"]["hlo_op"]
     by_category[categorize(name, instructions, computations)] += own_us * 1e-6 / steps
     by_op[name] += own_us * 1e-6 / steps
