@@ -1,7 +1,13 @@
 r"""How fast one training stage runs here: compile time, step time, FLOP/s against the devices'
 peak, memory, the input pipeline alone, and where the step's time goes.
 
-  python -m amfi_jax.benchmark --config=configs/fusion.py --stage=rgb --batch_size=32
+  # The paper's shapes on the embedded dataset (generated under --workdir on first use):
+  python -m amfi_jax.benchmark --config=configs/fusion.py --stage=rgb --batch_size=32 \
+      --config.data.embedded.clip_length=16 --config.data.embedded.image_size=112 \
+      --config.data.embedded.max_frames=300
+  # A prepared NTU dataset; the demo's tiny model with native convolutions, profiled:
+  python -m amfi_jax.benchmark --config=configs/fusion.py --stage=skeleton \
+      --config.data.dataset=ntu_rgbd/ntu60_xsub --config.data.data_dir=DIR
   python -m amfi_jax.benchmark --config=configs/fusion.py:demo --stage=fusion \
       --conv_impl=native --profile_dir=/tmp/amfi_profile
 
@@ -79,7 +85,7 @@ def check_options(config, opts: Options, mesh) -> int:
                     ("peak_matmul_size", 1)):
     if getattr(opts, name) < low:
       raise ValueError(f"--{name} must be ≥ {low}, got {getattr(opts, name)}")
-  batch_size = opts.batch_size or config.train[opts.stage].batch_size
+  batch_size = config.train[opts.stage].batch_size if opts.batch_size is None else opts.batch_size
   if batch_size < 1:
     raise ValueError(f"--batch_size must be ≥ 1, got {batch_size}")
   loop._check_batch(batch_size, mesh, "--batch_size")  # pylint: disable=protected-access
