@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
+import time
 
 import jax
 import numpy as np
@@ -124,6 +126,8 @@ def initialize(settings: Settings) -> bool:
                              + ", ".join(missing))
     if settings.num_processes == 1:
       return False
+    if settings.process_id != 0:
+      _wait_for_coordinator(settings.coordinator_address, settings.timeout_s)
     kwargs.update(coordinator_address=settings.coordinator_address,
                   num_processes=settings.num_processes, process_id=settings.process_id)
     where = f"coordinator {settings.coordinator_address}"
@@ -136,8 +140,11 @@ def initialize(settings: Settings) -> bool:
             "detected; give --coordinator_address, --num_processes and --process_id")
       return False
     where = f"{cluster} auto-detection"
-  logging.info("Connecting to the JAX distributed runtime (%s, timeout %d s)", where,
-               settings.timeout_s)
+  # If a peer never connects, the runtime aborts the process (it does not raise) after the
+  # timeout with DEADLINE_EXCEEDED; this line says what that means.
+  logging.info("Waiting up to %d s for all processes to connect (%s); a DEADLINE_EXCEEDED "
+                  "abort after that means some process was never started or cannot reach the "
+                  "coordinator", settings.timeout_s, where)
   try:
     jax.distributed.initialize(**kwargs)
   except Exception as e:  # the runtime raises XlaRuntimeError/RuntimeError/ValueError
@@ -147,6 +154,25 @@ def initialize(settings: Settings) -> bool:
         "process was started with the same coordinator address and process count, and that "
         "the coordinator's port is reachable") from e
   return True
+
+
+def _wait_for_coordinator(address: str, timeout_s: int) -> None:
+  """Fails with a clear error when process 0's port does not open within `timeout_s`."""
+  host, sep, port = address.rpartition(":")
+  if not sep or not port.isdigit():
+    raise DistributedError(f"--coordinator_address must be host:port, got {address!r}")
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+        return
+    except OSError as e:
+      if time.monotonic() >= deadline:
+        raise DistributedError(
+            f"the coordinator {address} (process 0) did not answer within {timeout_s} s ({e}). "
+            "Start process 0 with the same --coordinator_address, or check the host and port"
+            ) from None
+      time.sleep(0.5)
 
 
 def describe() -> str:

@@ -84,7 +84,7 @@ while [[ $remaining -gt 0 ]]; do
         # A job with a dead process cannot make progress (its collectives would wait forever):
         # SIGTERM now, SIGKILL for what is left after the grace period.
         stop_all TERM
-        ( sleep "${GRACE_S:-15}"; stop_all KILL ) &
+        ( sleep "${GRACE_S:-15}"; stop_all KILL ) > /dev/null 2>&1 &
         killer=$!
       fi
     fi

@@ -46,8 +46,7 @@ def load_stream(directory: str, model: nnx.Module, *, allow_new_classifier: bool
   if not os.path.isdir(state_dir):
     raise FileNotFoundError(f"No stream checkpoint at {directory} (expected {state_dir}); "
                             "create one with `python -m amfi_jax.convert`")
-  checkpointer = ocp.StandardCheckpointer()
-  saved = checkpointer.restore(state_dir)
+  saved = _restore_on_host(state_dir)
   saved_flat = {tuple(str(k) for k in path): np.asarray(v)
                 for path, v in _flatten(saved)}
   skipped, problems, updates = [], [], []
@@ -72,6 +71,16 @@ def load_stream(directory: str, model: nnx.Module, *, allow_new_classifier: bool
   for variable, value in updates:
     variable[...] = value
   return skipped
+
+
+def _restore_on_host(state_dir: str):
+  """The saved tree as numpy arrays: the shardings it was written with (devices of the process
+  that converted it) need not exist here, e.g. on process 1 of a multi-process job."""
+  checkpointer = ocp.PyTreeCheckpointer()
+  tree = checkpointer.metadata(state_dir).item_metadata.tree
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree,
+                          is_leaf=lambda x: not isinstance(x, dict))
+  return checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
 
 
 def _flatten(tree):
