@@ -1,5 +1,5 @@
 """Runs of `python -m amfi_jax.main` in subprocesses: SIGKILL/SIGTERM and resume, 1 vs 8
-devices, and restoring a checkpoint onto other meshes."""
+devices, and restoring a checkpoint saved on 8 devices onto fewer."""
 
 from __future__ import annotations
 
@@ -136,10 +136,16 @@ def test_one_and_eight_devices_train_identically(tiny_dataset, tmp_path):
   np.testing.assert_allclose(eight_result["test"]["loss"], one_result["test"]["loss"], rtol=1e-2)
 
 
-def test_skeleton_first_step_is_the_same_on_eight_devices(tiny_dataset, uninterrupted, tmp_path):
-  workdir = str(tmp_path)
-  _finish(_main(workdir, tiny_dataset, steps=1, devices=8))
-  np.testing.assert_allclose(_train_losses(workdir)[1], _train_losses(uninterrupted)[1],
+@pytest.fixture(scope="module")
+def eight_devices(tiny_dataset, tmp_path_factory):
+  """A skeleton run on 8 devices: 2 steps, the last one evaluated and checkpointed."""
+  workdir = str(tmp_path_factory.mktemp("eight_devices"))
+  _finish(_main(workdir, tiny_dataset, steps=2, devices=8))
+  return workdir
+
+
+def test_skeleton_first_step_is_the_same_on_eight_devices(eight_devices, uninterrupted):
+  np.testing.assert_allclose(_train_losses(eight_devices)[1], _train_losses(uninterrupted)[1],
                              rtol=1e-5)
 
 
@@ -154,7 +160,7 @@ workdir = sys.argv[1]
 config, _ = load_run(workdir)
 dataset = datasets.prepare(config.data, workdir)
 out = {}
-for data, model in ((8, 1), (4, 2), (2, 1), (1, 1)):
+for data, model in ((8, 1), (4, 2), (4, 1), (2, 1), (1, 1)):
   devices = jax.devices()[:data * model]
   mesh = parallel.make_mesh(data, model, devices=devices)
   setup = loop.setup_stage(config, "skeleton", dataset, mesh)
@@ -167,16 +173,16 @@ print("RESULT" + json.dumps(out))
 """
 
 
-def test_checkpoint_restores_onto_other_meshes(uninterrupted, tmp_path):
-  """Saved on 1 device here; restored on 8, 4×2 (parameters split over `model`), 2 and 1."""
+def test_checkpoint_saved_on_eight_devices_restores_on_four_two_and_one(eight_devices):
+  """Saved on 8 devices; restored on 8, 4×2 (parameters split over `model`), 4, 2 and 1."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", RESTORE_SCRIPT, uninterrupted], cwd=REPO, env=env,
+  proc = subprocess.run([sys.executable, "-c", RESTORE_SCRIPT, eight_devices], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-4000:]
   out = json.loads(proc.stdout.split("RESULT", 1)[1])
   sums = {k: v["sum"] for k, v in out.items()}
   assert len({v["step"] for v in out.values()}) == 1
-  np.testing.assert_allclose(list(sums.values()), sums["1x1"], rtol=1e-6)
-  assert out["8x1"]["devices"] == 8 and out["1x1"]["devices"] == 1
+  np.testing.assert_allclose(list(sums.values()), sums["8x1"], rtol=1e-6)
+  assert [out[k]["devices"] for k in ("8x1", "4x1", "2x1", "1x1")] == [8, 4, 2, 1]
   assert any("model" in spec for spec in out["4x2"]["specs"])  # really split over `model`
