@@ -1,10 +1,11 @@
-"""Real multi-process jobs on this machine: 2 processes × 2 CPU devices against 1 × 4, and a
+"""Real multi-process jobs on this machine: 2 processes × 2 CPU devices against 1 × 4, a
 process killed mid-run (the job stops with an error within the heartbeat timeout; a restart on
-another process count resumes from the last checkpoint)."""
+another process count resumes from the last checkpoint), and SIGTERM (one agreed save)."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -99,9 +100,26 @@ def test_killed_process_stops_the_job_and_a_restart_resumes(tiny_dataset, tmp_pa
   restart = _finish(_popen([sys.executable, "-m", "amfi_jax.main", "--cpu_devices=4",
                             *flags[:2], *cli_overrides(tiny_dataset, "skeleton",
                                                        steps=saved + 12)]), timeout=600)
-  import re
   (resumed,) = map(int, re.findall(r"resuming from step (\d+)", restart))
   assert resumed >= saved
   assert f"continuing the input at global batch {resumed}" in restart
   assert os.path.exists(os.path.join(workdir, "skeleton", "result.json"))
   assert max(_train_losses(workdir)) == saved + 12
+
+
+def test_sigterm_to_the_launcher_saves_one_agreed_step_and_exits_cleanly(tiny_dataset,
+                                                                         tmp_path):
+  """local.sh passes SIGTERM on; the processes agree on a step, both save it and exit 0."""
+  workdir = str(tmp_path)
+  launcher = _popen([os.path.join(REPO, "launch", "local.sh"), "--devices_per_process=2", "2",
+                     "--", "--config=configs/skeleton.py:demo", f"--workdir={workdir}",
+                     *cli_overrides(tiny_dataset, "skeleton", steps=300)])
+  _wait_for_checkpoint(launcher, workdir, min_step=3)
+  launcher.send_signal(signal.SIGTERM)
+  out, _ = launcher.communicate(timeout=120)
+  assert launcher.returncode == 0, out[-3000:]
+  saved = {int(m.group(2)) for m in re.finditer(r"\[(\d)\] SIGTERM: stage skeleton saved step "
+                                                 r"(\d+)", out)}
+  assert len(saved) == 1, out[-3000:]  # the same step on both processes
+  assert "[0] SIGTERM" in out and "[1] SIGTERM" in out
+  assert os.path.isdir(os.path.join(workdir, "skeleton", "checkpoints", str(saved.pop())))
