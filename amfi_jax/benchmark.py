@@ -88,7 +88,7 @@ def check_options(config, opts: Options, mesh) -> int:
   batch_size = config.train[opts.stage].batch_size if opts.batch_size is None else opts.batch_size
   if batch_size < 1:
     raise ValueError(f"--batch_size must be ≥ 1, got {batch_size}")
-  loop._check_batch(batch_size, mesh, "--batch_size")  # pylint: disable=protected-access
+  loop.check_batch(batch_size, mesh, "--batch_size")
   return batch_size
 
 

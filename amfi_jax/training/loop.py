@@ -179,7 +179,7 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
   stage, scfg, schedule, tx, build, layout = (setup.stage, setup.scfg, setup.schedule, setup.tx,
                                               setup.build, setup.layout)
   train_source, select_split = setup.train_source, setup.select_split
-  _check_batch(scfg.batch_size, mesh, f"config.train.{name}.batch_size")
+  check_batch(scfg.batch_size, mesh, f"config.train.{name}.batch_size")
 
   train_iter = iter(pipeline.train_dataset(
       train_source, batch_size=scfg.batch_size // jax.process_count(),
@@ -257,7 +257,7 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
   return result
 
 
-def _check_batch(batch_size: int, mesh, field: str) -> None:
+def check_batch(batch_size: int, mesh, field: str) -> None:
   data = mesh.shape["data"]
   if batch_size % data or batch_size % jax.process_count():
     raise ValueError(f"{field}={batch_size} must be divisible by the mesh's data axis ({data}) "
