@@ -11,7 +11,8 @@ peak, memory, the input pipeline alone, and where the step's time goes.
   python -m amfi_jax.benchmark --config=configs/fusion.py:demo --stage=fusion \
       --conv_impl=native --profile_dir=/tmp/amfi_profile
 
-Prints ONE JSON object on stdout (logs go to stderr). The model, optimiser, state and train step
+Prints ONE JSON object on stdout (logs go to stderr), from process 0 when several processes
+measure one global step (the multi-process flags are `amfi_jax.main`'s). The model, optimiser, state and train step
 are built by the training loop's own code (`loop.setup_stage`, `init_state`, `make_train_step`);
 the step is timed on synthetic device-resident batches with the exact shapes and dtypes of the
 stage's real batches, sharded like them, so compute is measured apart from input. The input
@@ -50,7 +51,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amfi_jax import configlib, hardware, parallel, run_context
+from amfi_jax import configlib, distributed, hardware, parallel, run_context
 from amfi_jax.data import datasets, pipeline, throughput
 from amfi_jax.models import STAGES
 from amfi_jax.models import conv as conv_lib
@@ -517,6 +518,7 @@ _WORKDIR = flags.DEFINE_string("workdir", Options.workdir,
                                "no dataset).")
 _MATMUL = flags.DEFINE_integer("peak_matmul_size", Options.peak_matmul_size,
                                "Side of the float32 matmul that measures a CPU's peak.")
+_DISTRIBUTED_SETTINGS = distributed.define_flags()
 flags.mark_flags_as_required(["config", "stage"])
 
 
@@ -531,6 +533,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   run_context.quiet_library_logs()
+  try:
+    distributed.initialize(_DISTRIBUTED_SETTINGS())
+  except distributed.DistributedError as e:
+    sys.exit(f"error: {e}")
+  logging.info("%s", distributed.describe())
   config, opts = _CONFIG.value, options_from_flags()
   try:
     check_options(config, opts, parallel.make_mesh(config.mesh.data, config.mesh.model))
@@ -541,8 +548,8 @@ def main(argv):
   report = run(config, opts, config_name=name)
   report["config_overrides"] = {k: _jsonable(v) for k, v in
                                 config_flags.get_override_values(flags.FLAGS["config"]).items()}
-  print(json.dumps(report), flush=True)
-  sys.stdout.flush()
+  if distributed.is_main_process():  # every process measured the same global step
+    print(json.dumps(report), flush=True)
 
 
 def _jsonable(value):

@@ -87,6 +87,35 @@ def settings_from(mode: str = "auto", coordinator_address: str | None = None,
                   cpu_devices=cpu_devices, **given)
 
 
+def define_flags():
+  """Defines the command-line flags of the multi-process settings (for an entry point's module
+  scope); returns a function that reads them into `Settings`."""
+  from absl import flags
+  mode = flags.DEFINE_enum("distributed", "auto", MODES,
+                           "auto: multi-process when settings or a cluster are found; on: "
+                           "require it; off: single process.")
+  coordinator = flags.DEFINE_string("coordinator_address", None,
+                                    "host:port of process 0 (else $JAX_COORDINATOR_ADDRESS).")
+  num_processes = flags.DEFINE_integer("num_processes", None,
+                                       "Processes in the job (else $JAX_NUM_PROCESSES).")
+  process_id = flags.DEFINE_integer("process_id", None,
+                                    "This process, 0-based (else $JAX_PROCESS_ID).")
+  timeout = flags.DEFINE_integer("distributed_timeout", 300,
+                                 "Seconds to wait for all processes to connect.")
+  heartbeat = flags.DEFINE_integer("heartbeat_timeout", 100,
+                                   "Seconds after which a silent process counts as dead and the "
+                                   "job stops.")
+  cpu_devices = flags.DEFINE_integer("cpu_devices", None,
+                                     "CPU devices per process (sharding on one machine).")
+
+  def read() -> Settings:
+    return settings_from(mode.value, coordinator.value, num_processes.value, process_id.value,
+                         timeout_s=timeout.value, heartbeat_timeout_s=heartbeat.value,
+                         cpu_devices=cpu_devices.value)
+
+  return read
+
+
 def _explicit(settings: Settings) -> bool:
   return any(getattr(settings, k) is not None for k in ENV)
 

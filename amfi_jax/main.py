@@ -21,22 +21,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py[
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports "
                                "(shared by all processes of a multi-process job).")
-_DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", distributed.MODES,
-                                 "auto: multi-process when settings or a cluster are found; on: "
-                                 "require it; off: single process.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0 (else $JAX_COORDINATOR_ADDRESS).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
-                                      "Processes in the job (else $JAX_NUM_PROCESSES).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None,
-                                   "This process, 0-based (else $JAX_PROCESS_ID).")
-_TIMEOUT = flags.DEFINE_integer("distributed_timeout", 300,
-                                "Seconds to wait for all processes to connect.")
-_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 100,
-                                  "Seconds after which a silent process counts as dead and the "
-                                  "job stops.")
-_CPU_DEVICES = flags.DEFINE_integer("cpu_devices", None,
-                                    "CPU devices per process (testing sharding on one machine).")
+_DISTRIBUTED_SETTINGS = distributed.define_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -45,10 +30,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   run_context.quiet_library_logs()
   try:
-    distributed.initialize(distributed.settings_from(
-        _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-        timeout_s=_TIMEOUT.value, heartbeat_timeout_s=_HEARTBEAT.value,
-        cpu_devices=_CPU_DEVICES.value))
+    distributed.initialize(_DISTRIBUTED_SETTINGS())
   except distributed.DistributedError as e:
     sys.exit(f"error: {e}")
   logging.info("%s", distributed.describe())
