@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import sys
+import threading
 import time
 
 import jax
@@ -169,11 +171,12 @@ def initialize(settings: Settings) -> bool:
             "detected; give --coordinator_address, --num_processes and --process_id")
       return False
     where = f"{cluster} auto-detection"
-  # If a peer never connects, the runtime aborts the process (it does not raise) after the
-  # timeout with DEADLINE_EXCEEDED; this line says what that means.
-  logging.info("Waiting up to %d s for all processes to connect (%s); a DEADLINE_EXCEEDED "
-                  "abort after that means some process was never started or cannot reach the "
-                  "coordinator", settings.timeout_s, where)
+  logging.info("Waiting up to %d s for all processes to connect (%s)", settings.timeout_s, where)
+  # If a peer never connects, the runtime aborts this process after the timeout (it does not
+  # raise) with a message about a task that "died"; say first what it means.
+  explain = threading.Timer(settings.timeout_s, _explain_timeout, (settings, where))
+  explain.daemon = True
+  explain.start()
   try:
     jax.distributed.initialize(**kwargs)
   except Exception as e:  # the runtime raises XlaRuntimeError/RuntimeError/ValueError
@@ -182,7 +185,18 @@ def initialize(settings: Settings) -> bool:
         f"(process {settings.process_id} of {settings.num_processes}): {e}. Check that every "
         "process was started with the same coordinator address and process count, and that "
         "the coordinator's port is reachable") from e
+  finally:
+    explain.cancel()
   return True
+
+
+def _explain_timeout(settings: Settings, where: str) -> None:
+  count = settings.num_processes if settings.num_processes is not None else "the"
+  process = settings.process_id if settings.process_id is not None else "?"
+  print(f"error: not all {count} processes connected ({where}) within "
+        f"--distributed_timeout={settings.timeout_s} s; this is process {process}. Start the "
+        "missing processes with the same --coordinator_address and --num_processes (or raise "
+        "the timeout). The runtime stops this process now.", file=sys.stderr, flush=True)
 
 
 def _wait_for_coordinator(address: str, timeout_s: int) -> None:

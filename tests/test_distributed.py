@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import textwrap
@@ -197,3 +198,26 @@ def test_gke_dry_run_renders_a_valid_job():
   bad = _run([os.path.join(LAUNCH, "gke", "submit.sh"), "--dry_run", "--image=i",
               "--processes=2", "--name=Bad_Name", "--", "x"])
   assert bad.returncode == 2 and "--name must be a DNS label" in bad.stderr
+
+
+def test_a_coordinator_whose_peers_never_come_says_so():
+  """Process 0 of 2 alone: the runtime aborts after the timeout; our message comes first."""
+  script = textwrap.dedent(f"""
+      from amfi_jax import distributed
+      distributed.initialize(distributed.settings_from(
+          "auto", "127.0.0.1:{_free_port()}", 2, 0, timeout_s=2, environ={{}}))
+      """)
+  start = time.time()
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                        timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode != 0
+  assert ("error: not all 2 processes connected (coordinator 127.0.0.1:" in proc.stderr
+          and "within --distributed_timeout=2 s; this is process 0" in proc.stderr), (
+              proc.stderr[-3000:])
+  assert time.time() - start < 60
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
