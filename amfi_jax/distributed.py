@@ -20,6 +20,7 @@ every process with an error, so no job hangs in a collective.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import socket
 import sys
@@ -239,8 +240,16 @@ def agree(value: bool | int) -> int:
   return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
-def barrier(name: str) -> None:
-  """Waits until every process got here (no-op for one process)."""
+_barriers = itertools.count()
+
+
+def barrier(name: str, timeout_s: int = 3600) -> None:
+  """Waits until every process got here (no-op for one process).
+
+  A barrier of the coordination service, not a device collective: those give up after 30 s,
+  while process 0 may take minutes here (e.g. generating the embedded dataset).
+  """
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(name)
+    import orbax.checkpoint as ocp
+    ocp.multihost.get_barrier_sync_fn()(key=f"amfi:{name}:{next(_barriers)}",
+                                        timeout_ms=timeout_s * 1000)
