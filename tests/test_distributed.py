@@ -221,3 +221,27 @@ def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
+
+
+def test_barrier_waits_longer_than_device_collectives_would():
+  """Process 0 arrives 35 s late (as when it generates the embedded dataset): a device
+  collective would give up after 30 s; the barrier waits."""
+  port = _free_port()
+  script = textwrap.dedent(f"""
+      import sys, time
+      from amfi_jax import distributed
+      pid = int(sys.argv[1])
+      distributed.initialize(distributed.settings_from(
+          "auto", "127.0.0.1:{port}", 2, pid, timeout_s=60, environ={{}}))
+      if pid == 0:
+        time.sleep(35)
+      distributed.barrier("late process 0")
+      print("through", pid)
+      """)
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  outs = [p.communicate(timeout=180)[0] for p in procs]
+  for i, (p, out) in enumerate(zip(procs, outs)):
+    assert p.returncode == 0 and f"through {i}" in out, out[-3000:]
