@@ -216,7 +216,7 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
   progress = ProgressBar(schedule.total_steps, initial_step=start, enabled=is_main)
   pending = None  # (step, metrics) of the last step, read once the next one is dispatched
   last_checked = start
-  with _StopSignal() as sigterm:
+  with _StopSignal() as stop_signal:
     for step in range(start + 1, schedule.total_steps + 1):
       batch = next(train_iter)
       state, metrics = train_step(state, pipeline.global_batch(
@@ -224,7 +224,7 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
       if pending is not None:
         last_checked = _log_train(writer, progress, *pending, last_checked, scfg, config)
       pending = (step, metrics)
-      stop = sigterm.poll(step)
+      stop = stop_signal.poll(step)
       if schedule.is_eval_step(step) or stop:
         last_checked = _log_train(writer, progress, *pending, last_checked, scfg, config,
                                   force=True)
