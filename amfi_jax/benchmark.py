@@ -533,11 +533,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   run_context.quiet_library_logs()
-  try:
-    distributed.initialize(_DISTRIBUTED_SETTINGS())
-  except distributed.DistributedError as e:
-    sys.exit(f"error: {e}")
-  logging.info("%s", distributed.describe())
+  distributed.start(_DISTRIBUTED_SETTINGS)
   config, opts = _CONFIG.value, options_from_flags()
   try:
     check_options(config, opts, parallel.make_mesh(config.mesh.data, config.mesh.model))

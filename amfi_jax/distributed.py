@@ -219,6 +219,16 @@ def _wait_for_coordinator(address: str, timeout_s: int) -> None:
       time.sleep(0.5)
 
 
+def start(read_settings) -> None:
+  """For entry points: reads the settings (`define_flags()`'s function), connects the processes,
+  exits with the error if that fails, and logs this process and its devices."""
+  try:
+    initialize(read_settings())
+  except DistributedError as e:
+    sys.exit(f"error: {e}")
+  logging.info("%s", describe())
+
+
 def describe() -> str:
   """One log line: this process, the job's size, and the devices."""
   local = jax.local_devices()

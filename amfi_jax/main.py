@@ -29,11 +29,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   run_context.quiet_library_logs()
-  try:
-    distributed.initialize(_DISTRIBUTED_SETTINGS())
-  except distributed.DistributedError as e:
-    sys.exit(f"error: {e}")
-  logging.info("%s", distributed.describe())
+  distributed.start(_DISTRIBUTED_SETTINGS)
   try:
     loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except loop.Preempted as e:
