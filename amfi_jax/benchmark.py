@@ -93,17 +93,6 @@ def check_options(config, opts: Options, mesh) -> int:
   return batch_size
 
 
-@contextlib.contextmanager
-def conv_impl(impl: str):
-  """Convolutions traced inside use `impl`; the previous choice is restored afterwards."""
-  previous = conv_lib.get_conv_impl()
-  conv_lib.set_conv_impl(impl)
-  try:
-    yield
-  finally:
-    conv_lib.set_conv_impl(previous)
-
-
 def run(config, opts: Options, config_name: str = "") -> dict:
   """Measures `opts.stage` of `config`; returns the JSON-able report."""
   configlib.validate(config)
@@ -138,7 +127,7 @@ def measure(config, opts: Options, setup: loop.StageSetup, batch, mesh, rewrite:
   inputs = {k: batch[k] for k in stage.inputs}
   make_train = lambda: make_train_step(stage, layout, tx)
   make_forward = lambda: make_eval_step(stage, layout)
-  with conv_impl(opts.conv_impl):
+  with conv_lib.conv_impl(opts.conv_impl):
     train = compile_step(make_train(), state, batch)
     forward = compile_step(make_forward(), state, inputs)
   train["model_flops"] = native_flops(make_train, (state, batch), train, rewrite)
@@ -212,7 +201,7 @@ def native_flops(make_step, args, step: dict, rewrite: bool) -> float | None:
   it was active (its kernel-gradient loops would count once per body)."""
   if not rewrite:
     return _flops(step["lowered"].cost_analysis())
-  with conv_impl("native"):
+  with conv_lib.conv_impl("native"):
     return _flops(make_step().lower(*args).cost_analysis())
 
 

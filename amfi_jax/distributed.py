@@ -71,6 +71,10 @@ def settings_from(mode: str = "auto", coordinator_address: str | None = None,
           raise DistributedError(f"environment variable {var}={value!r} is not an integer"
                                  ) from None
       given[key] = value
+  address = given["coordinator_address"]
+  if address is not None and not _split_address(address):
+    raise DistributedError(f"--coordinator_address (or {ENV['coordinator_address']}) must be "
+                           f"host:port, got {address!r}")
   for key in ("num_processes", "process_id"):
     if given[key] is not None and given[key] < 0:
       raise DistributedError(f"--{key} must be >= 0, got {given[key]}")
@@ -200,15 +204,21 @@ def _explain_timeout(settings: Settings, where: str) -> None:
         "the timeout). The runtime stops this process now.", file=sys.stderr, flush=True)
 
 
+def _split_address(address: str) -> tuple[str, int] | None:
+  """'host:port' (IPv6 hosts in brackets) -> (host, port), or None if it is not of that form."""
+  host, sep, port = address.rpartition(":")
+  if not sep or not host or not port.isdigit():
+    return None
+  return host.strip("[]"), int(port)
+
+
 def _wait_for_coordinator(address: str, timeout_s: int) -> None:
   """Fails with a clear error when process 0's port does not open within `timeout_s`."""
-  host, sep, port = address.rpartition(":")
-  if not sep or not port.isdigit():
-    raise DistributedError(f"--coordinator_address must be host:port, got {address!r}")
+  host, port = _split_address(address)
   deadline = time.monotonic() + timeout_s
   while True:
     try:
-      with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+      with socket.create_connection((host, port), timeout=2):
         return
     except OSError as e:
       if time.monotonic() >= deadline:

@@ -35,6 +35,7 @@ def test_flags_win_over_the_environment():
     (dict(timeout_s=0), {}, "--distributed_timeout must be at least 1 second"),
     (dict(cpu_devices=0), {}, "--cpu_devices must be >= 1"),
     (dict(), {"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES='two' is not an integer"),
+    (dict(coordinator_address="10.0.0.1"), {}, "--coordinator_address .* must be host:port"),
 ])
 def test_bad_settings_name_the_flag(kwargs, env, message):
   with pytest.raises(distributed.DistributedError, match=message):

@@ -26,6 +26,7 @@ only), 'native' (never) or 'matmul' (always, on any backend: for tests and bench
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -62,6 +63,17 @@ def set_conv_impl(impl: str) -> None:
 
 def get_conv_impl() -> str:
   return _impl
+
+
+@contextlib.contextmanager
+def conv_impl(impl: str):
+  """Convolutions traced inside use `impl`; the previous choice is restored afterwards."""
+  previous = _impl
+  set_conv_impl(impl)
+  try:
+    yield
+  finally:
+    set_conv_impl(previous)
 
 
 def uses_rewrite(backend: str | None = None, impl: str | None = None) -> bool:

@@ -59,11 +59,10 @@ def _compare(builders: dict[str, callable], args, rounds: int, jit=jax.jit
   """Compiles each implementation's function (the impl is chosen at trace time), then alternates."""
   compiled = {}
   for impl, build in builders.items():
-    conv_lib.set_conv_impl(impl)
-    fn = jit(build())
-    jax.block_until_ready(fn(*args))  # trace and compile under this impl, and warm up
+    with conv_lib.conv_impl(impl):
+      fn = jit(build())
+      jax.block_until_ready(fn(*args))  # trace and compile under this impl, and warm up
     compiled[impl] = fn
-  conv_lib.set_conv_impl("auto")
   times = {impl: [] for impl in compiled}
   for _ in range(rounds):
     for impl, fn in compiled.items():

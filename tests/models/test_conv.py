@@ -56,10 +56,8 @@ def _both(x, w, strides, padding, cotangent, ref_args=None):
 
 @pytest.fixture
 def force_rewrite():
-  previous = conv_lib.get_conv_impl()
-  conv_lib.set_conv_impl("matmul")
-  yield
-  conv_lib.set_conv_impl(previous)
+  with conv_lib.conv_impl("matmul"):
+    yield
 
 
 def _inputs(x_shape, w_shape, strides, padding, dtype):
@@ -151,7 +149,6 @@ def test_flax_conv_uses_it_with_same_parameters(force_rewrite):
                        dtype=jnp.float32, rngs=nnx.Rngs(0))
   assert module.kernel[...].shape == (3, 3, 3, 3, 4) and module.bias[...].shape == (4,)
   x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 4, 7, 6, 3), np.float32))
-  conv_lib.set_conv_impl("native")
-  want = module(x)
-  conv_lib.set_conv_impl("matmul")
+  with conv_lib.conv_impl("native"):
+    want = module(x)
   np.testing.assert_allclose(module(x), want, rtol=1e-5, atol=1e-5)
