@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import ml_collections
 
+from amfi_jax import parallel
+from amfi_jax.data.preprocessing.samples import SKELETON_STREAMS
 from amfi_jax.models.agcn import parse_layers
-from amfi_jax.models.amfi import STAGES
+from amfi_jax.models.graphs import GRAPHS
 from amfi_jax.models.fusion import ASSOCIATIONS, DECISION_MODALITIES, FUSIONS
 from amfi_jax.models.resnet3d import INPUT_NORMALIZATIONS
+from amfi_jax.workdir import STAGES
+
+
+SELECT_ON = ("validation", "test")
+SKELETON_STREAM_CHANNELS = {"joint": 3, "joint_bone": 6}
+RGB_STREAM_CHANNELS = {"rgb": 3, "depth": 1}
 
 
 def model_config() -> ml_collections.ConfigDict:
@@ -120,7 +128,10 @@ def base_config(stages: tuple[str, ...]) -> ml_collections.ConfigDict:
   config.model = model_config()
   config.data = data_config()
   config.train = train_config()
-  config.mesh = ml_collections.ConfigDict({"data": -1, "model": 1})
+  # Devices as a (data, model) mesh; `rules` map the models' logical axes onto it ('' = not
+  # sharded), e.g. `--config.mesh.rules.channels=model` splits activations by channel.
+  config.mesh = ml_collections.ConfigDict({"data": -1, "model": 1,
+                                           "rules": dict(parallel.DEFAULT_RULES)})
   # Stream initialisation, e.g. Orbax checkpoints written by `python -m amfi_jax.convert`.
   # Empty: from scratch (single-stream stages) or from this run's best stage checkpoint (fusion).
   config.init_from = ml_collections.ConfigDict({"rgb": "", "skeleton": ""})
@@ -139,36 +150,9 @@ def parse_variant(arg: str | None) -> dict[str, str]:
   return out
 
 
-def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
-                  allowed: tuple[str, ...]) -> ml_collections.ConfigDict:
-  """Applies `file.py:variant` settings; unknown or malformed variants raise naming them."""
-  variant = parse_variant(arg)
-  unknown = sorted(set(variant) - set(allowed))
-  if unknown:
-    raise ValueError(f"Unknown config variant(s) {unknown}; this config accepts {list(allowed)}")
-  f = config.model.fusion
-  for key, value in variant.items():
-    if key == "demo":
-      apply_demo(config)
-    elif key == "fusion":  # Table 3
-      f.kind = value
-    elif key == "lambda":  # Table 5
-      try:
-        f.gate_weight = float(value)
-      except ValueError:
-        raise ValueError(f"Variant lambda={value!r} is not a number") from None
-    elif key == "decision":  # Table 6
-      f.decision = value
-    elif key == "association":
-      f.association = value
-    elif key == "bones":
-      config.model.skeleton.in_channels = 6
-    elif key == "preset":
-      config.model.skeleton.layers = value
-  return config
+# ---- Variants: each sets every field it implies. `configs/*.py` only choose among them. ----
 
-
-def apply_demo(config: ml_collections.ConfigDict) -> None:
+def demo(config: ml_collections.ConfigDict) -> None:
   """Tiny widths of the same architectures on the embedded dataset, for the demo and tests."""
   m = config.model
   m.num_classes = config.data.embedded.get_ref("num_classes")  # follows overrides
@@ -179,8 +163,7 @@ def apply_demo(config: ml_collections.ConfigDict) -> None:
   m.fusion.se_reduction = 4
   # Joints and bones: a bone (joint − parent) shows the finger and toe motions that tell the
   # generated skeleton-only classes apart directly, which a tiny network learns in few epochs.
-  m.skeleton.in_channels = 6
-  config.data.skeleton_stream = "joint_bone"
+  bones(config)
   t = config.train
   # (epochs, learning rate): the fusion head starts from scratch, so it gets a larger rate
   # than the paper's 0.01 for the few steps a demo can afford.
@@ -194,6 +177,116 @@ def apply_demo(config: ml_collections.ConfigDict) -> None:
   t.log_every_steps = 10
 
 
+def bones(config: ml_collections.ConfigDict) -> None:
+  """Joints + bones (6 channels) as the skeleton input: the stream and the AGCN's channels."""
+  config.data.skeleton_stream = "joint_bone"
+  config.model.skeleton.in_channels = 6
+
+
+def fusion_kind(config: ml_collections.ConfigDict, kind: str) -> None:
+  """Table 3: average | multiply | max | concat | amfi."""
+  config.model.fusion.kind = kind
+
+
+def gate_weight(config: ml_collections.ConfigDict, value: str) -> None:
+  """Table 5: λ of L_total = CE + λ·L_gate."""
+  try:
+    config.model.fusion.gate_weight = float(value)
+  except ValueError:
+    raise ValueError(f"Variant lambda={value!r} is not a number") from None
+
+
+def decision(config: ml_collections.ConfigDict, modality: str) -> None:
+  """Table 6: the modality whose confidence drives the gate (skeleton | rgb)."""
+  config.model.fusion.decision = modality
+
+
+def association(config: ml_collections.ConfigDict, mode: str) -> None:
+  """tokens | elements reading of the non-local association."""
+  config.model.fusion.association = mode
+
+
+def skeleton_preset(config: ml_collections.ConfigDict, layers: str) -> None:
+  """The AGCN's units: `reference` (the ten-unit 2s-AGCN), `amfi`, or units like 64,128/2."""
+  config.model.skeleton.layers = layers
+
+
+def select_on_test(config: ml_collections.ConfigDict) -> None:
+  """The paper's Algorithm 1: train on train+validation, select the checkpoint on test."""
+  config.data.select_on = "test"
+
+
+def utd_mhad(config: ml_collections.ConfigDict) -> None:
+  """Real UTD-MHAD (depth + skeleton, SPEC §3.4): its dataset, 27 classes, the 20-joint Kinect-v1
+  graph with one person, depth clips in the RGB stream (1 channel), and a schedule for its 431
+  training sequences."""
+  config.data.dataset = "utd_mhad/skeleton_depth"
+  config.data.rgb_modality = "depth"
+  m = config.model
+  m.num_classes = 27
+  m.rgb.in_channels = 1
+  m.skeleton.graph = "utd_mhad"
+  m.skeleton.num_persons = 1
+  # The ten-unit 2s-AGCN at half width: 431 training sequences do not need 3.5 M parameters,
+  # and a CPU trains it in minutes.
+  m.skeleton.layers = "reference"
+  m.skeleton.width_multiplier = 0.5
+  t = config.train.skeleton
+  t.batch_size = 32
+  t.eval_batch_size = 48
+  t.learning_rate = 0.05  # the reference's 0.1 at batch 64, scaled to batch 32
+  t.num_epochs = 40
+  t.decay_epochs = (25, 35)
+  t.eval_every_epochs = 2
+  config.train.log_every_steps = 20
+
+
+# Variant name → (function, example value for the tests; None = takes no value).
+VARIANTS: dict[str, tuple] = {
+    "demo": (demo, None),
+    "bones": (bones, None),
+    "fusion": (fusion_kind, "concat"),
+    "lambda": (gate_weight, "1.5"),
+    "decision": (decision, "rgb"),
+    "association": (association, "elements"),
+    "preset": (skeleton_preset, "reference"),
+    "select_on_test": (select_on_test, None),
+    "utd_mhad": (utd_mhad, None),
+}
+
+
+def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
+                  allowed: tuple[str, ...]) -> ml_collections.ConfigDict:
+  """Applies `file.py:variant` settings; unknown or malformed variants raise naming them."""
+  variant = parse_variant(arg)
+  unknown = sorted(set(variant) - set(allowed))
+  if unknown:
+    raise ValueError(f"Unknown config variant(s) {unknown}; this config accepts {list(allowed)}")
+  for key, value in variant.items():
+    fn, example = VARIANTS[key]
+    if example is None:
+      if value:
+        raise ValueError(f"Config variant {key!r} takes no value, got {key}={value}")
+      fn(config)
+    else:
+      if not value:
+        raise ValueError(f"Config variant {key!r} needs a value, e.g. {key}={example}")
+      fn(config, value)
+  return config
+
+
+def make_config(stages: tuple[str, ...], arg: str | None, allowed: tuple[str, ...],
+                always: tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """What every `configs/*.py` does: the stages, the variants it always applies (e.g. its
+  dataset), then the `file.py:variant` ones the user chose among `allowed`; locked."""
+  config = base_config(stages)
+  for name in always:
+    apply_variant(config, name, (name,))
+  apply_variant(config, arg, allowed)
+  config.lock()
+  return config
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises a ValueError naming the config field for values the code cannot use."""
   def check(field, value, allowed):
@@ -202,6 +295,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   for stage in config.stages:
     check("stages[]", stage, STAGES)
+  parallel.config_rules(config.mesh)  # raises naming config.mesh.rules.<axis>
   m = config.model
   if not isinstance(m.num_classes, int) or m.num_classes < 2:
     raise ValueError(f"config.model.num_classes must be an integer ≥ 2, got {m.num_classes!r}")
@@ -222,3 +316,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
                        f"got {m[name].width_multiplier}")
   if m.fusion.gate_weight < 0:
     raise ValueError(f"config.model.fusion.gate_weight must be ≥ 0, got {m.fusion.gate_weight}")
+  check("model.skeleton.graph", m.skeleton.graph, tuple(GRAPHS))
+  if not isinstance(m.skeleton.num_persons, int) or m.skeleton.num_persons < 1:
+    raise ValueError(f"config.model.skeleton.num_persons must be an integer ≥ 1, "
+                     f"got {m.skeleton.num_persons!r}")
+  d = config.data
+  check("data.select_on", d.select_on, SELECT_ON)
+  check("data.skeleton_stream", d.skeleton_stream, SKELETON_STREAMS)
+  check("data.rgb_modality", d.rgb_modality, tuple(RGB_STREAM_CHANNELS))
+  # Fields that must agree: what the data pipeline feeds and what the model expects.
+  channels = SKELETON_STREAM_CHANNELS[d.skeleton_stream]
+  if m.skeleton.in_channels != channels:
+    raise ValueError(
+        f"config.data.skeleton_stream={d.skeleton_stream!r} feeds {channels} channels but "
+        f"config.model.skeleton.in_channels={m.skeleton.in_channels} (the `bones` variant sets "
+        "both)")
+  channels = RGB_STREAM_CHANNELS[d.rgb_modality]
+  if m.rgb.in_channels != channels:
+    raise ValueError(
+        f"config.data.rgb_modality={d.rgb_modality!r} feeds {channels} channel(s) but "
+        f"config.model.rgb.in_channels={m.rgb.in_channels}")

@@ -2,41 +2,42 @@
 
   python -m amfi_jax.evaluate --workdir=DIR [--split=test] [--stages=rgb,skeleton,fusion]
 
-Prints top-1, top-5, mean class accuracy and loss per stage; with `--write_reports` the
-confusion matrix, t-SNE and per-sample scores of that split are (re)written in `DIR/<stage>/`.
+Prints top-1, top-5, mean class accuracy and loss per stage. A stage counts as trained when it
+finished (`workdir.StageDir.is_finished`, as for `predict`); `--stages` may name an interrupted
+one, whose best checkpoint so far is evaluated.
 """
 
 from __future__ import annotations
 
-import os
-
 import jax
 from absl import app, flags
 
-from amfi_jax import parallel, run_context
+from amfi_jax import parallel, workdir as workdir_lib
 from amfi_jax.data import datasets
 from amfi_jax.evaluation import reports
-from amfi_jax.training import evaluation, loop
+from amfi_jax.monitoring import logs
+from amfi_jax.training import evaluation
+from amfi_jax.training import setup as stage_setup
 from amfi_jax.training.steps import make_eval_step
 
 
 
 def evaluate_workdir(workdir: str, split: str = "test", stages=None) -> dict:
   """{stage: EvalResult} for the best checkpoint of each requested, trained stage."""
-  config, _ = run_context.load_run(workdir)
-  dataset = datasets.prepare(config.data, workdir)
-  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
-  stages = list(stages or [s for s in config.stages
-                           if os.path.isdir(os.path.join(loop.stage_dir(workdir, s),
-                                                         "checkpoints"))])
-  if not stages:
-    raise FileNotFoundError(f"No trained stage in {workdir}")
-  results = {}
-  for name in stages:
+  run = workdir_lib.RunDir(workdir)
+  config = run.load_config()
+  for name in stages or ():
     if name not in config.stages:
       raise ValueError(f"--stages: {name!r} is not a stage of this run ({list(config.stages)})")
-    setup = loop.setup_stage(config, name, dataset, mesh)
-    state, step = loop.restore_best(workdir, setup)
+  stages = list(stages or run.finished_stages(config.stages))
+  if not stages:
+    raise FileNotFoundError(f"No finished stage in {run.path}")
+  dataset = datasets.prepare(config.data, run.data)
+  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
+  results = {}
+  for name in stages:
+    setup = stage_setup.setup_stage(config, name, dataset, mesh)
+    state, step = stage_setup.restore_best(run, setup)
     result = evaluation.evaluate(
         make_eval_step(setup.stage, setup.layout), state, dataset.source(split),
         stage=setup.stage, data_cfg=config.data, batch_size=setup.scfg.eval_batch_size,
@@ -47,7 +48,7 @@ def evaluate_workdir(workdir: str, split: str = "test", stages=None) -> dict:
 
 def main(argv):
   del argv
-  run_context.quiet_library_logs()
+  logs.quiet_library_logs()
   args = flags.FLAGS
   results = evaluate_workdir(args.workdir, args.split, args.stages)
   if jax.process_index() == 0:

@@ -14,7 +14,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amfi_jax import distributed, run_context
+from amfi_jax import distributed
+from amfi_jax.monitoring import logs
 from amfi_jax.training import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py[:variant]).",
@@ -28,7 +29,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  run_context.quiet_library_logs()
+  logs.quiet_library_logs()
   distributed.start(_DISTRIBUTED_SETTINGS)
   try:
     loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

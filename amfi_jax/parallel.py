@@ -1,23 +1,86 @@
-"""The device mesh and how state and batches are laid out on it.
+"""Parallelism in one place: logical axis names, the rules mapping them onto the device mesh, the
+mesh, and the shardings of state, batches and activations.
 
-A 2-D mesh (`data`, `model`): batches are split over `data`; parameters and optimiser state are
-replicated over `data` and, by the logical-axis rules of `amfi_jax.sharding`, may be split over
-`model` by output channels. Shardings are derived from the abstract state, so the same code runs
-on 1 CPU, 8 fake CPU devices, a GPU host or a TPU slice.
+Parameters and activations carry *logical* axis names (`batch`, `channels`, `out_channels`, ...);
+a rules table maps each onto a mesh axis (`data` for the batch, `model` for optional parameter
+and activation sharding) or onto none. Changing the parallelism is a change of rules
+(`config.mesh.rules`), never of model code. Shardings are derived from the abstract state, so the
+same code runs on 1 CPU, 8 fake CPU devices, a GPU host or a TPU slice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from amfi_jax import sharding as shd
-
 AXES = ("data", "model")
+
+# Activation axes.
+BATCH = "batch"
+TIME = "time"
+HEIGHT = "height"
+WIDTH = "width"
+JOINTS = "joints"
+CHANNELS = "channels"
+# Parameter axes.
+IN_CHANNELS = "in_channels"
+OUT_CHANNELS = "out_channels"
+CLASSES = "classes"
+SUBSETS = "subsets"
+LOGICAL_AXES = (BATCH, TIME, HEIGHT, WIDTH, JOINTS, CHANNELS, IN_CHANNELS, OUT_CHANNELS, CLASSES,
+                SUBSETS)
+
+# Data parallelism over `data`; parameters (and their optimiser state) may additionally be sharded
+# over `model` by their output channels. A mesh whose `model` axis has size 1 replicates them.
+# '' = not sharded. This is the default of `config.mesh.rules`.
+DEFAULT_RULES: dict[str, str] = {
+    BATCH: "data", OUT_CHANNELS: "model", CLASSES: "", IN_CHANNELS: "", SUBSETS: "",
+    JOINTS: "", TIME: "", HEIGHT: "", WIDTH: "", CHANNELS: "",
+}
+
+Rules = tuple[tuple[str, str | None], ...]
+
+
+def rules_from(table: Mapping[str, str]) -> Rules:
+  """A hashable rules table from `config.mesh.rules`; raises naming an unknown axis or target."""
+  unknown = sorted(set(table) - set(LOGICAL_AXES))
+  if unknown:
+    raise ValueError(f"config.mesh.rules: unknown logical axes {unknown}; known: "
+                     f"{list(LOGICAL_AXES)}")
+  rules = []
+  for name in LOGICAL_AXES:
+    target = table.get(name, "") or None
+    if target is not None and target not in AXES:
+      raise ValueError(f"config.mesh.rules.{name}={target!r}: must be one of {list(AXES)} or ''")
+    rules.append((name, target))
+  return tuple(rules)
+
+
+def config_rules(mesh_cfg) -> Rules:
+  """The rules of a `config.mesh` (runs recorded before rules were configurable: the default)."""
+  return rules_from(mesh_cfg.get("rules") or DEFAULT_RULES)
+
+
+def param_axes(*names: str | None) -> dict:
+  """Variable metadata naming a parameter's logical axes.
+
+  Sharding is applied later from the abstract state (jitted init with `out_shardings`), so the
+  variables are created unsharded (`eager_sharding=False`) and a model can be built without a mesh.
+  """
+  return {"out_sharding": tuple(names), "eager_sharding": False}
+
+
+def logical_to_spec(names: Sequence[str | None], rules: Rules) -> PartitionSpec:
+  """PartitionSpec of logical `names` under `rules`."""
+  table = dict(rules)
+  return PartitionSpec(*(table.get(n) if n is not None else None for n in names))
 
 
 def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
@@ -52,12 +115,38 @@ def _fit(spec: PartitionSpec, shape, mesh: Mesh) -> PartitionSpec:
   return PartitionSpec(*axes)
 
 
-def variable_shardings(abstract_state: nnx.State, mesh: Mesh, rules=shd.DEFAULT_RULES):
+def variable_shardings(abstract_state: nnx.State, mesh: Mesh, rules: Rules):
   """NamedShardings for a model state (pure dict), from its variables' logical axis names."""
   def one(variable):
     names = variable.get_metadata().get("out_sharding") or ()
-    spec = shd.logical_to_spec(names, rules) if names else PartitionSpec()
+    spec = logical_to_spec(names, rules) if names else PartitionSpec()
     return NamedSharding(mesh, _fit(spec, variable.shape, mesh))
 
   shardings = jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
   return nnx.to_pure_dict(shardings)
+
+
+# The mesh and rules that `constrain` applies, set while a step is traced.
+_ACTIVATIONS: contextvars.ContextVar[tuple[Mesh, Rules] | None] = contextvars.ContextVar(
+    "activation_sharding", default=None)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh, rules: Rules) -> Iterator[None]:
+  """Makes `constrain` place activations by `rules` on `mesh` while a model is traced inside."""
+  token = _ACTIVATIONS.set((mesh, rules))
+  try:
+    yield
+  finally:
+    _ACTIVATIONS.reset(token)
+
+
+def constrain(x: jax.Array, *names: str | None) -> jax.Array:
+  """Sharding constraint on an activation by logical names; a no-op outside
+  `activation_sharding` (e.g. a model called eagerly or traced without a mesh)."""
+  active = _ACTIVATIONS.get()
+  if active is None:
+    return x
+  mesh, rules = active
+  spec = _fit(logical_to_spec(names, rules), x.shape, mesh)
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))

@@ -14,59 +14,52 @@ import os
 import jax
 import numpy as np
 from absl import app, flags
-from flax import nnx
 
-from amfi_jax import parallel, run_context
-from amfi_jax.data import datasets, ntu_skeleton, skeleton_preprocess, tfds_ntu
+from amfi_jax import parallel, workdir as workdir_lib
+from amfi_jax.data.preprocessing import samples
 from amfi_jax.evaluation.metrics import softmax
-from amfi_jax.models.graphs import NTU
-from amfi_jax.training import loop
-
+from amfi_jax.monitoring import logs
+from amfi_jax.training import setup as stage_setup
 
 
 def sample_inputs(skeleton_path: str, video_path: str | None, sample_format: dict,
                   skeleton_stream: str) -> dict[str, np.ndarray]:
-  """A raw sample as a batch of one, preprocessed exactly as the dataset builder does."""
-  seq = ntu_skeleton.read_skeleton(skeleton_path)
-  joints = skeleton_preprocess.preprocess_ntu_skeleton(seq, max_frames=sample_format["max_frames"])
-  if skeleton_stream == "joint_bone":
-    joints = np.concatenate([joints, skeleton_preprocess.joints_to_bones(joints, NTU)], axis=0)
-  batch = {"skeleton": joints[None].astype(np.float32)}
-  if video_path:
-    clip, _ = tfds_ntu.load_clip(video_path, seq, clip_length=sample_format["clip_length"],
-                                 crop_size=sample_format["crop_size"],
-                                 image_size=sample_format["image_size"])
-    batch["rgb"] = clip[None]
-  return batch
+  """A raw NTU sample as a batch of one, preprocessed exactly as the dataset and pipeline do."""
+  features = samples.read_ntu_sample(
+      skeleton_path, video_path, max_frames=sample_format["max_frames"],
+      clip_length=sample_format.get("clip_length", 0),
+      crop_size=sample_format.get("crop_size", 0), image_size=sample_format.get("image_size", 0))
+  modalities = ("skeleton", "rgb") if video_path else ("skeleton",)
+  inputs = samples.model_input(features, modalities, skeleton_stream)
+  return {k: v[None] for k, v in inputs.items()}
 
 
-def choose_stage(workdir: str, stages, with_video: bool) -> str:
-  trained = [s for s in stages
-             if os.path.exists(os.path.join(loop.stage_dir(workdir, s), "result.json"))]
+def choose_stage(run: workdir_lib.RunDir, stages, with_video: bool) -> str:
+  """The finished stage that uses the given inputs: fusion (or RGB) with a video, else skeleton."""
+  trained = run.finished_stages(stages)
   wanted = ("fusion", "rgb") if with_video else ("skeleton",)
   for stage in wanted:
     if stage in trained:
       return stage
-  raise FileNotFoundError(f"{workdir} has no finished {' or '.join(wanted)} stage "
+  raise FileNotFoundError(f"{run.path} has no finished {' or '.join(wanted)} stage "
                           f"(finished: {trained or 'none'})")
 
 
 def predict(workdir: str, skeleton_path: str, video_path: str | None = None
             ) -> tuple[str, list[tuple[str, float]]]:
   """(stage used, [(class name, probability)] sorted by probability)."""
-  config, info = run_context.load_run(workdir)
+  run = workdir_lib.RunDir(workdir)
+  info = run.read_run_info()
+  config = run.load_config()
   if config.data.rgb_modality != "rgb":
     raise ValueError("predict reads NTU samples (skeleton + RGB video); this run trained on "
                      f"{config.data.rgb_modality!r}")
-  stage_name = choose_stage(workdir, config.stages, bool(video_path))
+  stage_name = choose_stage(run, config.stages, bool(video_path))
   inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
                          config.data.skeleton_stream)
-  dataset = datasets.prepare(config.data, workdir)
   mesh = parallel.make_mesh(devices=jax.devices()[:1])
-  setup = loop.setup_stage(config, stage_name, dataset, mesh)
-  state, _ = loop.restore_best(workdir, setup)
-  model = nnx.view(setup.layout.model(state.params, state.frozen), use_running_average=True)
-  logits = np.asarray(setup.stage.forward(model, inputs).logits)[0]
+  stage, model, _ = stage_setup.restore_weights(config, run, stage_name, mesh)
+  logits = np.asarray(stage.forward(model, inputs).logits)[0]
   probs = softmax(logits[None])[0]
   names = info["class_names"]
   order = np.argsort(-probs, kind="stable")
@@ -75,7 +68,7 @@ def predict(workdir: str, skeleton_path: str, video_path: str | None = None
 
 def main(argv):
   del argv
-  run_context.quiet_library_logs()
+  logs.quiet_library_logs()
   args = flags.FLAGS
   stage, ranking = predict(args.workdir, args.skeleton, args.video)
   print(f"{os.path.basename(args.skeleton)}: {stage} model")

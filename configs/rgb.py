@@ -2,16 +2,14 @@
 
   python -m amfi_jax.main --config=configs/rgb.py --workdir=/tmp/amfi
 
-Variants: `demo` (tiny widths on the embedded generated NTU-format dataset).
+Variants (`amfi_jax.configlib`): `demo` (tiny widths on the embedded generated NTU-format
+dataset), `select_on_test` (train on train+validation, select on test).
 """
 
 from amfi_jax import configlib
 
-VARIANTS = ("demo",)
+VARIANTS = ("demo", "select_on_test")
 
 
 def get_config(arg: str | None = None):
-  config = configlib.base_config(stages=("rgb",))
-  config = configlib.apply_variant(config, arg, VARIANTS)
-  config.lock()
-  return config
+  return configlib.make_config(("rgb",), arg, VARIANTS)

@@ -2,17 +2,15 @@
 
   python -m amfi_jax.main --config=configs/skeleton.py --workdir=/tmp/amfi
 
-Variants (comma-separated): `demo` (tiny widths on the embedded generated dataset), `bones`
-(joints + bones, 6 channels), `preset=reference` (exactly the ten-unit 2s-AGCN).
+Variants (comma-separated, defined in `amfi_jax.configlib`): `demo` (tiny widths on the embedded
+generated dataset), `bones` (joints + bones, 6 channels), `preset=reference` (exactly the
+ten-unit 2s-AGCN), `select_on_test` (train on train+validation, select on test).
 """
 
 from amfi_jax import configlib
 
-VARIANTS = ("demo", "bones", "preset")
+VARIANTS = ("demo", "bones", "preset", "select_on_test")
 
 
 def get_config(arg: str | None = None):
-  config = configlib.base_config(stages=("skeleton",))
-  config = configlib.apply_variant(config, arg, VARIANTS)
-  config.lock()
-  return config
+  return configlib.make_config(("skeleton",), arg, VARIANTS)

@@ -27,8 +27,8 @@ from tensorflow_datasets.scripts.cli import build as tfds_build
 from tensorflow_datasets.scripts.cli import cli_utils
 
 # Registers the builders, so they can be named without a data_builders path.
-from amfi_jax.data import tfds_ntu  # noqa: F401  pylint: disable=unused-import
-from amfi_jax.data import tfds_utd_mhad  # noqa: F401  pylint: disable=unused-import
+from amfi_jax.data.builders import ntu_rgbd_builder  # noqa: F401  pylint: disable=unused-import
+from amfi_jax.data.builders import utd_mhad_builder  # noqa: F401  pylint: disable=unused-import
 
 
 def main(args: tfds_build.Args) -> None:

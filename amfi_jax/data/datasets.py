@@ -15,7 +15,9 @@ import jax
 import tensorflow_datasets as tfds
 
 from amfi_jax import distributed
-from amfi_jax.data import pipeline, synthetic, tfds_ntu
+from amfi_jax.data import pipeline
+from amfi_jax.data.builders import ntu_rgbd_builder
+from amfi_jax.data.generator import synthetic
 
 # Cross-subject split of the generated performers: 1 2 4 5 8 9 train (9 held out for validation),
 # 3 6 7 10 test, as for real NTU performers.
@@ -55,15 +57,16 @@ def _class_names(builder) -> tuple[str, ...]:
   return tuple(label.names)
 
 
-def prepare(data_cfg, workdir: str) -> Dataset:
-  """The run's dataset, generating and building the embedded one when needed."""
+def prepare(data_cfg, data_root: str) -> Dataset:
+  """The run's dataset, generating and building the embedded one under `data_root` (a run's
+  `workdir.RunDir.data`) when no dataset is configured."""
   if not data_cfg.dataset:
-    return _embedded(data_cfg, workdir)
+    return _embedded(data_cfg, data_root)
   name = data_cfg.dataset
   if os.path.isfile(os.path.join(name, "dataset_info.json")):
     builder = tfds.builder_from_directory(name)
   else:
-    from amfi_jax.data import tfds_utd_mhad  # noqa: F401  registers `utd_mhad`
+    from amfi_jax.data.builders import utd_mhad_builder  # noqa: F401  registers `utd_mhad`
     data_dir = data_cfg.data_dir or None
     try:
       builder = tfds.builder(name, data_dir=data_dir)
@@ -79,20 +82,20 @@ def prepare(data_cfg, workdir: str) -> Dataset:
   return Dataset(builder, _class_names(builder))
 
 
-def _embedded(data_cfg, workdir: str) -> Dataset:
+def _embedded(data_cfg, data_root: str) -> Dataset:
   e = data_cfg.embedded
   generated = synthetic.SyntheticConfig(num_classes=e.num_classes, performers=tuple(e.performers),
                                         replications=tuple(e.replications), seed=e.seed)
   # Raw files of other generator settings live in their own directory, never reused by mistake.
   digest = hashlib.sha1(repr(generated).encode()).hexdigest()[:8]
-  raw = os.path.join(os.path.abspath(workdir), "data", f"raw_{digest}")
-  data_dir = os.path.join(os.path.abspath(workdir), "data", "tfds")
-  config = tfds_ntu.custom_config(
+  raw = os.path.join(os.path.abspath(data_root), f"raw_{digest}")
+  data_dir = os.path.join(os.path.abspath(data_root), "tfds")
+  config = ntu_rgbd_builder.custom_config(
       "ntu60_xsub", manual_dir=None, clip_length=e.clip_length, image_size=e.image_size,
       crop_size=e.crop_size,
       max_frames=e.max_frames, validation_performers=EMBEDDED_VALIDATION_PERFORMERS,
       class_names=tuple(synthetic.class_names(e.num_classes)), missing_skeletons="")
-  builder = tfds_ntu.NtuRgbd(config=config, data_dir=data_dir)
+  builder = ntu_rgbd_builder.NtuRgbd(config=config, data_dir=data_dir)
   if not builder.is_prepared():
     if jax.process_index() == 0:
       done = os.path.join(raw, "COMPLETE")
@@ -102,5 +105,5 @@ def _embedded(data_cfg, workdir: str) -> Dataset:
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=raw))
     distributed.barrier("embedded dataset prepared")
-    builder = tfds_ntu.NtuRgbd(config=config, data_dir=data_dir)
+    builder = ntu_rgbd_builder.NtuRgbd(config=config, data_dir=data_dir)
   return Dataset(builder, _class_names(builder))

@@ -38,13 +38,11 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from amfi_jax.data import rgb_preprocess, skeleton_preprocess
+from amfi_jax.data.preprocessing import clips, samples
 from amfi_jax.models import graphs
 
-MODALITIES = ("rgb", "depth", "skeleton")
-SKELETON_STREAMS = ("joint", "joint_bone")
-# The record feature holding each modality; NTU names its RGB clip `clip`, UTD-MHAD `rgb`.
-_FEATURES = {"rgb": ("clip", "rgb"), "depth": ("depth",), "skeleton": ("skeleton",)}
+MODALITIES = samples.MODALITIES
+SKELETON_STREAMS = samples.SKELETON_STREAMS
 # Image-like modalities that receive the random clip augmentation in training.
 _AUGMENTED = ("rgb", "depth")
 
@@ -80,7 +78,7 @@ def open_source(dataset: str | os.PathLike | tfds.core.DatasetBuilder, split: st
   if (path / "dataset_info.json").is_file():
     return tfds.builder_from_directory(path).as_data_source(split)
   # Registers the builders, so their names resolve.
-  from amfi_jax.data import tfds_ntu, tfds_utd_mhad  # noqa: F401  pylint: disable=unused-import
+  from amfi_jax.data.builders import ntu_rgbd_builder, utd_mhad_builder  # noqa: F401  pylint: disable=unused-import
   return tfds.data_source(os.fspath(dataset), split=split, data_dir=data_dir, download=False)
 
 
@@ -93,29 +91,9 @@ class _Select:
   graph: graphs.SkeletonGraph | None
 
   def __call__(self, index: int, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    out = {"label": np.int32(record["label"]), "index": np.int32(index)}
-    for modality in self.modalities:
-      value = next(record[f] for f in _FEATURES[modality] if f in record)
-      if modality == "skeleton":
-        joints = np.asarray(value, np.float32)
-        if self.skeleton_stream == "joint_bone":
-          bones = skeleton_preprocess.joints_to_bones(joints, self._graph_for(joints))
-          joints = np.concatenate([joints, bones], axis=0)
-        out["skeleton"] = joints
-      elif modality == "rgb":
-        out["rgb"] = np.asarray(value, np.uint8)
-      else:
-        out["depth"] = np.asarray(value, np.float32)
+    out = samples.model_input(record, self.modalities, self.skeleton_stream, self.graph)
+    out.update(label=np.int32(record["label"]), index=np.int32(index))
     return out
-
-  def _graph_for(self, joints: np.ndarray) -> graphs.SkeletonGraph:
-    if self.graph is not None:
-      return self.graph
-    # The joint count identifies the layout: NTU 25, UTD-MHAD 20.
-    for graph in graphs.GRAPHS.values():
-      if graph.num_joints == joints.shape[-2]:
-        return graph
-    raise ValueError(f"no skeleton graph with V={joints.shape[-2]} joints; pass graph=")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +106,7 @@ class _Augment:
     out = dict(example)
     for modality in _AUGMENTED:
       if modality in out:
-        out[modality] = rgb_preprocess.augment_clip(out[modality], rng,
+        out[modality] = clips.augment_clip(out[modality], rng,
                                                     **dict(self.augment_kwargs))
     return out
 
@@ -145,8 +123,9 @@ def _check(source, modalities: Sequence[str], skeleton_stream: str) -> tuple[str
     raise ValueError("the data source is empty")
   record = source[0]
   for modality in modalities:
-    if not any(f in record for f in _FEATURES[modality]):
-      raise ValueError(f"modality {modality!r} needs feature {' or '.join(_FEATURES[modality])}"
+    if not any(f in record for f in samples.FEATURES[modality]):
+      needed = " or ".join(samples.FEATURES[modality])
+      raise ValueError(f"modality {modality!r} needs feature {needed}"
                        f", but the records have {sorted(record)} (was it built without it?)")
   return modalities
 

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 MIN_TSNE_POINTS = 5
 # Classes beyond this many get no legend (it would cover the plot) and a continuous colour map.
 MAX_LEGEND_CLASSES = 20
-# Display names of the training stages (amfi_jax.models.STAGES), in the paper's table order.
+# Display names of the training stages (amfi_jax.workdir.STAGES), in the paper's table order.
 STAGE_TITLES = {"rgb": "RGB only", "skeleton": "Skeleton only", "fusion": "Fusion"}
 SELECTION_PROTOCOLS = {
     "validation": "best on validation (held-out training subjects)",

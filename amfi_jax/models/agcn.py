@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from amfi_jax import sharding as shd
+from amfi_jax import parallel
 from amfi_jax.models import layers as blocks  # `layers` is also an AGCN argument
 from amfi_jax.models.graphs import SkeletonGraph, get_graph
 from amfi_jax.models.outputs import ModelOutput
@@ -29,6 +29,8 @@ PRESETS: dict[str, tuple[tuple[int, int], ...]] = {
 PRESETS["amfi"] = PRESETS["reference"] + ((512, 1),)
 
 NUM_SUBSETS = 3
+# Logical axes of the activations between units (channels-last), for `parallel.constrain`.
+_ACTIVATION_AXES = (parallel.BATCH, parallel.TIME, parallel.JOINTS, parallel.CHANNELS)
 
 
 def parse_layers(spec: str) -> tuple[tuple[int, int], ...]:
@@ -49,7 +51,7 @@ def parse_layers(spec: str) -> tuple[tuple[int, int], ...]:
 
 
 def _stacked_param(rngs, shape, init, *axes):
-  return nnx.Param(init(rngs.params(), shape, jnp.float32), **shd.param_axes(*axes))
+  return nnx.Param(init(rngs.params(), shape, jnp.float32), **parallel.param_axes(*axes))
 
 
 class AdaptiveGraphConv(nnx.Module):
@@ -70,9 +72,9 @@ class AdaptiveGraphConv(nnx.Module):
     branch_init = nnx.initializers.normal(float(np.sqrt(2.0 / (out_ch * in_ch * k))))
     zeros = nnx.initializers.zeros
     self.PA = nnx.Param(jnp.full((k, v, v), 1e-6, jnp.float32),
-                        **shd.param_axes(shd.SUBSETS, shd.JOINTS, None))
-    ax_in = (shd.SUBSETS, shd.IN_CHANNELS, shd.OUT_CHANNELS)
-    ax_b = (shd.SUBSETS, shd.OUT_CHANNELS)
+                        **parallel.param_axes(parallel.SUBSETS, parallel.JOINTS, None))
+    ax_in = (parallel.SUBSETS, parallel.IN_CHANNELS, parallel.OUT_CHANNELS)
+    ax_b = (parallel.SUBSETS, parallel.OUT_CHANNELS)
     self.conv_a_kernel = _stacked_param(rngs, (k, in_ch, self.inter), conv_init, *ax_in)
     self.conv_a_bias = _stacked_param(rngs, (k, self.inter), zeros, *ax_b)
     self.conv_b_kernel = _stacked_param(rngs, (k, in_ch, self.inter), conv_init, *ax_in)
@@ -196,7 +198,7 @@ class AGCN(nnx.Module):
     x = self.data_bn(x.astype(self.dtype))
     x = x.reshape(n, t, m, v, c).transpose(0, 2, 1, 3, 4).reshape(n * m, t, v, c)
     for unit in self.units:
-      x = shd.constrain(x, shd.BATCH, shd.TIME, shd.JOINTS, shd.CHANNELS)
+      x = parallel.constrain(x, *_ACTIVATION_AXES)
       x = unit(x)
     feature = x.mean(axis=(1, 2)).reshape(n, m, -1).mean(axis=1)
     return feature

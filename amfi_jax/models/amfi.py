@@ -6,12 +6,12 @@ import jax
 from flax import nnx
 
 from amfi_jax.models import layers
+from amfi_jax.workdir import STAGES
 from amfi_jax.models.agcn import AGCN
 from amfi_jax.models.fusion import build_fusion_head
 from amfi_jax.models.outputs import ModelOutput
 from amfi_jax.models.resnet3d import ResNet3D
 
-STAGES = ("rgb", "skeleton", "fusion")
 
 
 class AMFINet(nnx.Module):

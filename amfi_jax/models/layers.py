@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from flax import nnx
 
-from amfi_jax import sharding as shd
+from amfi_jax import parallel
 from amfi_jax.models import conv as conv_impl
 
 # PyTorch's kaiming_normal_(mode="fan_out", nonlinearity="relu"): untruncated normal, 2/fan_out.
@@ -27,8 +27,8 @@ def batch_norm(features: int, *, dtype, rngs: nnx.Rngs, scale_init: float = 1.0)
       dtype=dtype,
       param_dtype=jnp.float32,
       scale_init=nnx.initializers.constant(scale_init),
-      scale_metadata=shd.param_axes(shd.OUT_CHANNELS),
-      bias_metadata=shd.param_axes(shd.OUT_CHANNELS),
+      scale_metadata=parallel.param_axes(parallel.OUT_CHANNELS),
+      bias_metadata=parallel.param_axes(parallel.OUT_CHANNELS),
       rngs=rngs,
   )
 
@@ -67,8 +67,8 @@ def conv(
       conv_general_dilated=conv_impl.conv_general_dilated,
       kernel_init=kernel_init,
       bias_init=nnx.initializers.zeros,
-      kernel_metadata=shd.param_axes(*spatial, shd.IN_CHANNELS, shd.OUT_CHANNELS),
-      bias_metadata=shd.param_axes(shd.OUT_CHANNELS),
+      kernel_metadata=parallel.param_axes(*spatial, parallel.IN_CHANNELS, parallel.OUT_CHANNELS),
+      bias_metadata=parallel.param_axes(parallel.OUT_CHANNELS),
       rngs=rngs,
   )
 
@@ -80,7 +80,7 @@ def dense(
     dtype,
     rngs: nnx.Rngs,
     kernel_init=nnx.initializers.lecun_normal(),
-    out_axis: str = shd.OUT_CHANNELS,
+    out_axis: str = parallel.OUT_CHANNELS,
 ) -> nnx.Linear:
   """Linear layer (also a 1×1 convolution on channels-last data) with a bias."""
   return nnx.Linear(
@@ -90,8 +90,8 @@ def dense(
       param_dtype=jnp.float32,
       kernel_init=kernel_init,
       bias_init=nnx.initializers.zeros,
-      kernel_metadata=shd.param_axes(shd.IN_CHANNELS, out_axis),
-      bias_metadata=shd.param_axes(out_axis),
+      kernel_metadata=parallel.param_axes(parallel.IN_CHANNELS, out_axis),
+      bias_metadata=parallel.param_axes(out_axis),
       rngs=rngs,
   )
 
@@ -100,7 +100,7 @@ def classifier(in_features: int, num_classes: int, *, std: float | None, dtype, 
   """Final Linear to class logits; `std` None keeps Flax's default (LeCun normal) init."""
   init = nnx.initializers.normal(std) if std is not None else nnx.initializers.lecun_normal()
   return dense(in_features, num_classes, dtype=dtype, rngs=rngs, kernel_init=init,
-               out_axis=shd.CLASSES)
+               out_axis=parallel.CLASSES)
 
 
 def to_dtype(name: str):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from amfi_jax import sharding as shd
+from amfi_jax import parallel
 from amfi_jax.models import layers
 from amfi_jax.models.outputs import ModelOutput
 
@@ -20,6 +20,9 @@ from amfi_jax.models.outputs import ModelOutput
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 INPUT_NORMALIZATIONS = ("minmax", "kinetics", "unit", "none")
+# Logical axes of the activations between blocks (channels-last), for `parallel.constrain`.
+_ACTIVATION_AXES = (parallel.BATCH, parallel.TIME, parallel.HEIGHT, parallel.WIDTH,
+                    parallel.CHANNELS)
 
 
 def normalize_clip(clip: jax.Array, mode: str, dtype) -> jax.Array:
@@ -127,12 +130,12 @@ class ResNet3D(nnx.Module):
       raise ValueError(f"ResNet3D expects clips shaped (N, T, H, W, {self.in_channels}), "
                        f"got {clip.shape}")
     x = normalize_clip(clip, self.input_normalization, self.dtype)
-    x = shd.constrain(x, shd.BATCH, shd.TIME, shd.HEIGHT, shd.WIDTH, shd.CHANNELS)
+    x = parallel.constrain(x, *_ACTIVATION_AXES)
     x = nnx.relu(self.stem(x))
     for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
       for block in stage:
         x = block(x)
-      x = shd.constrain(x, shd.BATCH, shd.TIME, shd.HEIGHT, shd.WIDTH, shd.CHANNELS)
+      x = parallel.constrain(x, *_ACTIVATION_AXES)
     return x.mean(axis=(1, 2, 3))
 
   def __call__(self, clip: jax.Array) -> ModelOutput:

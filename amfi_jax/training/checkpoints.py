@@ -69,6 +69,16 @@ class StageCheckpoints:
       data_iterator.set_state({**data_iterator.get_state(), "next_index": int(step)})
     return restored["state"]
 
+  def restore_weights(self, step: int, abstract_weights: dict, shardings: dict) -> dict:
+    """Restores only the `params` and `frozen` subtrees of the saved state (inference): the
+    optimiser state and data position stay on disk, so no optimiser needs to be built."""
+    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract_weights, shardings)
+    restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding), target)
+    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=restore_args, partial_restore=True)))
+    return restored["state"]
+
   def _has_iterator_of_this_layout(self, step: int) -> bool:
     name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
     return os.path.exists(os.path.join(self.directory, str(step), "data", name))

@@ -11,7 +11,6 @@ for fusion, the best weights of this run's stream stages → fresh initialisatio
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -19,21 +18,20 @@ import signal
 import time
 
 import jax
-import numpy as np
 from absl import logging
-from flax import nnx
 from jax.experimental import multihost_utils
 
 from amfi_jax import configlib, distributed, parallel, weights
+from amfi_jax import workdir as workdir_lib
 from amfi_jax.data import datasets, pipeline
 from amfi_jax.evaluation import reports
-from amfi_jax.models import build_model
 from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.monitoring.writers import MetricWriter, parameter_overview
-from amfi_jax.training import evaluation, optim
+from amfi_jax.training import evaluation
+from amfi_jax.training import setup as stage_setup
 from amfi_jax.training.checkpoints import SELECTION_METRIC, StageCheckpoints
-from amfi_jax.training.stages import Stage, make_stage
-from amfi_jax.training.state import init_state, load_streams_into, state_layout
+from amfi_jax.training.stages import Stage
+from amfi_jax.training.state import init_state, load_streams_into
 from amfi_jax.training.steps import batch_keys, make_eval_step, make_train_step
 
 
@@ -82,9 +80,9 @@ class _StopSignal:
 def train_and_evaluate(config, workdir: str) -> dict:
   """Runs the stages of `config` in `workdir`; returns {stage: result dict}."""
   configlib.validate(config)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  dataset = datasets.prepare(config.data, workdir)
+  run = workdir_lib.RunDir(workdir)
+  os.makedirs(run.path, exist_ok=True)
+  dataset = datasets.prepare(config.data, run.data)
   if dataset.num_classes != config.model.num_classes:
     raise ValueError(f"config.model.num_classes={config.model.num_classes} but the dataset has "
                      f"{dataset.num_classes} classes")
@@ -92,101 +90,37 @@ def train_and_evaluate(config, workdir: str) -> dict:
   logging.info("Mesh %s over %d devices (%d processes)", dict(mesh.shape), jax.device_count(),
                jax.process_count())
   if jax.process_index() == 0:
-    write_run_info(workdir, config, dataset)
+    run.write_run_info({"config": json.loads(config.to_json_best_effort()),
+                        "class_names": list(dataset.class_names),
+                        "sample_format": dataset.sample_format()})
   results = {}
   for name in config.stages:
-    results[name] = train_stage(config, name, workdir, dataset, mesh)
+    results[name] = train_stage(config, name, run, dataset, mesh)
   if jax.process_index() == 0:
     print(reports.format_results_table(results), flush=True)
   return results
 
 
-RUN_INFO = "run.json"
-
-
-def write_run_info(workdir: str, config, dataset: datasets.Dataset) -> None:
-  """What `evaluate` and `predict` need to rebuild the run: config, classes, sample format."""
-  info = {"config": json.loads(config.to_json_best_effort()),
-          "class_names": list(dataset.class_names), "sample_format": dataset.sample_format()}
-  tmp = os.path.join(workdir, RUN_INFO + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(info, f, indent=2)
-  os.replace(tmp, os.path.join(workdir, RUN_INFO))
-
-
-def read_run_info(workdir: str) -> dict:
-  path = os.path.join(os.path.abspath(workdir), RUN_INFO)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found: --workdir must be a directory written by "
-                            "`python -m amfi_jax.main`")
-  with open(path) as f:
-    return json.load(f)
-
-
-def stage_dir(workdir: str, name: str) -> str:
-  return os.path.join(os.path.abspath(workdir), name)
-
-
-@dataclasses.dataclass(frozen=True)
-class StageSetup:
-  """The static parts of a stage: its definition, durations, optimiser and state layout."""
-
-  stage: Stage
-  scfg: object
-  schedule: optim.Schedule
-  tx: object
-  build: object
-  layout: object
-  train_source: object
-  select_split: str
-
-
-def setup_stage(config, name: str, dataset: datasets.Dataset, mesh) -> StageSetup:
-  stage = make_stage(name, config)
-  scfg = config.train[name]
-  train_split, select_split = pipeline.selection_splits(config.data.select_on)
-  train_source = dataset.source(train_split)
-  schedule = optim.resolve_schedule(scfg, len(train_source), name)
-  tx = optim.make_optimizer(scfg, schedule, name)
-  build = lambda: build_model(config.model, name, seed=config.seed)
-  layout = state_layout(build, stage, tx, mesh)
-  return StageSetup(stage, scfg, schedule, tx, build, layout, train_source, select_split)
-
-
-def restore_best(workdir: str, setup: StageSetup):
-  """The best checkpoint's state of a finished (or interrupted) stage, and its step."""
-  ckpts = StageCheckpoints(os.path.join(stage_dir(workdir, setup.stage.name), "checkpoints"),
-                           keep_latest=1)
-  best = ckpts.best_step()
-  if best is None:
-    raise FileNotFoundError(f"No evaluated checkpoint of stage {setup.stage.name!r} in "
-                            f"{ckpts.directory}; train it first")
-  state = ckpts.restore(best, setup.layout.abstract, setup.layout.shardings)
-  ckpts.close()
-  return state, best
-
-
-def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh) -> dict:
-  directory = stage_dir(workdir, name)
-  result_path = os.path.join(directory, "result.json")
+def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Dataset,
+                mesh) -> dict:
+  sdir = run.stage(name)
   # Process 0's view of the shared workdir decides, so no host trains a stage the others skip.
-  if distributed.agree(os.path.exists(result_path)):
-    logging.info("Stage %s already finished (%s); skipping", name, result_path)
-    with open(result_path) as f:
-      return json.load(f)
+  if distributed.agree(sdir.is_finished()):
+    logging.info("Stage %s already finished (%s); skipping", name, sdir.result)
+    return sdir.read_result()
   is_main = jax.process_index() == 0
-  setup = setup_stage(config, name, dataset, mesh)
+  setup = stage_setup.setup_stage(config, name, dataset, mesh)
   stage, scfg, schedule, tx, build, layout = (setup.stage, setup.scfg, setup.schedule, setup.tx,
                                               setup.build, setup.layout)
   train_source, select_split = setup.train_source, setup.select_split
-  check_batch(scfg.batch_size, mesh, f"config.train.{name}.batch_size")
+  stage_setup.check_batch(scfg.batch_size, mesh, f"config.train.{name}.batch_size")
 
   train_iter = iter(pipeline.train_dataset(
       train_source, batch_size=scfg.batch_size // jax.process_count(),
       seed=config.seed, modalities=stage.inputs, skeleton_stream=config.data.skeleton_stream,
       augment=config.data.augment, num_threads=config.data.num_threads,
       prefetch=config.data.prefetch))
-  ckpts = StageCheckpoints(os.path.join(directory, "checkpoints"),
+  ckpts = StageCheckpoints(sdir.checkpoints,
                            keep_latest=config.train.keep_latest)
   latest = ckpts.latest_step()
   if latest is not None:
@@ -194,11 +128,11 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
     state = ckpts.restore(latest, layout.abstract, layout.shardings, train_iter)
   else:
     state = init_state(build, stage, tx, layout, config.seed)
-    loader = _stream_loader(config, name, workdir)
+    loader = stage_setup.stream_loader(config, name, run)
     if loader is not None:
       state = load_streams_into(state, layout, stage, tx, loader)
 
-  writer = MetricWriter(directory, enabled=is_main)
+  writer = MetricWriter(sdir.path, enabled=is_main)
   if latest is None:
     writer.write_hparams(config.to_dict())
     if is_main:
@@ -251,17 +185,10 @@ def train_stage(config, name: str, workdir: str, dataset: datasets.Dataset, mesh
                        f"{ckpts.directory}")
   state = ckpts.restore(best, layout.abstract, layout.shardings)
   ckpts.close()
-  result = _final_reports(config, name, directory, workdir, dataset, stage, layout, state,
+  result = _final_reports(config, name, sdir, run, dataset, stage, layout, state,
                           eval_step, eval_kwargs, best, select_split)
   writer.close()
   return result
-
-
-def check_batch(batch_size: int, mesh, field: str) -> None:
-  data = mesh.shape["data"]
-  if batch_size % data or batch_size % jax.process_count():
-    raise ValueError(f"{field}={batch_size} must be divisible by the mesh's data axis ({data}) "
-                     f"and the {jax.process_count()} processes")
 
 
 def _log_train(writer, progress, step, metrics, last_checked, scfg, config, force=False) -> int:
@@ -280,35 +207,7 @@ def _log_train(writer, progress, step, metrics, last_checked, scfg, config, forc
   return step
 
 
-def _stream_loader(config, name: str, workdir: str):
-  """A function filling stream weights into a new model, or None (train from scratch)."""
-  sources = {}
-  for stream in ("rgb", "skeleton"):
-    if name not in (stream, "fusion"):
-      continue
-    path = config.init_from[stream]
-    if not path and name == "fusion":
-      path = os.path.join(stage_dir(workdir, stream), "best_stream")
-      if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"The fusion stage needs the trained {stream} stream: {path} does not exist. Run "
-            f"the {stream} stage first (config.stages) or set config.init_from.{stream}")
-    if path:
-      sources[stream] = path
-  if not sources:
-    return None
-
-  def load(model: nnx.Module):
-    for stream, path in sources.items():
-      target = model if name == stream else getattr(model, stream)
-      skipped = weights.load_stream(path, target)
-      logging.info("Loaded %s stream from %s%s", stream, path,
-                   f" (new classifier: {skipped})" if skipped else "")
-
-  return load
-
-
-def _final_reports(config, name, directory, workdir, dataset, stage: Stage, layout, state,
+def _final_reports(config, name, sdir, run, dataset, stage: Stage, layout, state,
                    eval_step, eval_kwargs, best_step, select_split) -> dict:
   """Evaluates the best checkpoint on the selection and test splits and writes the reports."""
   start = time.time()
@@ -318,28 +217,27 @@ def _final_reports(config, name, directory, workdir, dataset, stage: Stage, layo
                                      **eval_kwargs)
   test_source = dataset.source("test")
   test = evaluation.evaluate(eval_step, state, test_source, keep_features=True, **eval_kwargs)
-  if name in ("rgb", "skeleton"):
+  if workdir_lib.exports_stream(name):
     model = layout.model(state.params, state.frozen)
-    stream_dir = os.path.join(directory, "best_stream")
-    if not distributed.agree(os.path.isdir(os.path.join(stream_dir, "state"))):
-      weights.save_stream(stream_dir, model, info={"stage": name, "step": best_step})
+    if not distributed.agree(os.path.isdir(os.path.join(sdir.best_stream, "state"))):
+      weights.save_stream(sdir.best_stream, model, info={"stage": name, "step": best_step})
   result = reports.stage_entry(best_step=int(best_step), selected_on=config.data.select_on,
                                validation=validation, test=test,
                                config=json.loads(config.to_json_best_effort()))
   if jax.process_index() == 0:
     names = [_sample_name(test_source, i) for i in test.indices]
-    reports.write_per_sample_scores(os.path.join(directory, "test_scores.jsonl"), names,
+    reports.write_per_sample_scores(sdir.test_scores, names,
                                     test.labels, test.probabilities, dataset.class_names)
-    reports.save_confusion_png(os.path.join(directory, "confusion_test.png"), test.confusion,
+    reports.save_confusion_png(sdir.confusion_png, test.confusion,
                                dataset.class_names, f"{reports.STAGE_TITLES[name]}: test confusion")
     if len(test.labels) > 5:
-      reports.save_tsne_png(os.path.join(directory, "tsne_test.png"), test.features, test.labels,
+      reports.save_tsne_png(sdir.tsne_png, test.features, test.labels,
                             dataset.class_names, f"{reports.STAGE_TITLES[name]}: t-SNE of test features")
-    reports.update_results_json(os.path.join(workdir, "results.json"), name, result)
-    tmp = os.path.join(directory, "result.json.tmp")
+    reports.update_results_json(run.results, name, result)
+    tmp = sdir.result + ".tmp"
     with open(tmp, "w") as f:
       json.dump(result, f, indent=2)
-    os.replace(tmp, os.path.join(directory, "result.json"))
+    os.replace(tmp, sdir.result)
   logging.info("Stage %s: best step %d, test top-1 %.4f (reports in %.1fs)", name, best_step,
                test.top1, time.time() - start)
   return result

@@ -38,6 +38,7 @@ class StateLayout:
   abstract: TrainState  # ShapeDtypeStructs
   shardings: TrainState  # NamedShardings
   mesh: Mesh
+  rules: parallel.Rules  # logical axis → mesh axis, for parameters and activations
 
   def model(self, params, frozen) -> nnx.Module:
     return nnx.merge(self.graphdef, params, frozen, copy=True)
@@ -49,20 +50,23 @@ def _split(model: nnx.Module, stage: Stage):
 
 
 def state_layout(build_model: Callable[[], nnx.Module], stage: Stage,
-                 tx: optax.GradientTransformation, mesh: Mesh) -> StateLayout:
+                 tx: optax.GradientTransformation, mesh: Mesh,
+                 rules: parallel.Rules = parallel.rules_from(parallel.DEFAULT_RULES)
+                 ) -> StateLayout:
   """Abstract state via `eval_shape` and its shardings from the variables' logical axes."""
   abstract_model = nnx.eval_shape(build_model)
   graphdef, params, frozen = _split(abstract_model, stage)
   if not jax.tree.leaves(params):
     raise ValueError(f"Stage {stage.name!r} has no trainable parameters")
-  param_sh = parallel.variable_shardings(params, mesh)
-  frozen_sh = parallel.variable_shardings(frozen, mesh)
+  param_sh = parallel.variable_shardings(params, mesh, rules)
+  frozen_sh = parallel.variable_shardings(frozen, mesh, rules)
   abstract = jax.eval_shape(lambda: _init(build_model, stage, tx, 0))
   opt_sh = optax.tree_map_params(tx, lambda _, sh: sh, abstract.opt_state, param_sh,
                                  transform_non_params=lambda _: parallel.replicated(mesh))
   rep = parallel.replicated(mesh)
   shardings = TrainState(step=rep, params=param_sh, frozen=frozen_sh, opt_state=opt_sh, rng=rep)
-  return StateLayout(graphdef=graphdef, abstract=abstract, shardings=shardings, mesh=mesh)
+  return StateLayout(graphdef=graphdef, abstract=abstract, shardings=shardings, mesh=mesh,
+                     rules=rules)
 
 
 def _init(build_model, stage: Stage, tx, seed) -> TrainState:

@@ -22,6 +22,10 @@ def make_train_step(stage: Stage, layout: StateLayout, tx: optax.GradientTransfo
   """(state, batch) → (new state, metrics); the old state's buffers are donated."""
 
   def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    with parallel.activation_sharding(layout.mesh, layout.rules):
+      return _step(state, batch)
+
+  def _step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     def loss_fn(params):
       model = layout.model(params, state.frozen)
       out = stage.forward(model, batch)
@@ -50,7 +54,8 @@ def make_eval_step(stage: Stage, layout: StateLayout) -> Callable[[TrainState, d
 
   def step(state: TrainState, batch: dict) -> dict:
     model = nnx.view(layout.model(state.params, state.frozen), use_running_average=True)
-    return eval_outputs(stage.forward(model, batch))
+    with parallel.activation_sharding(layout.mesh, layout.rules):
+      return eval_outputs(stage.forward(model, batch))
 
   data = parallel.batch_sharding(layout.mesh)
   return jax.jit(step, in_shardings=(layout.shardings, {k: data for k in stage.inputs}),

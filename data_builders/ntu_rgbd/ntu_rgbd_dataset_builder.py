@@ -1,4 +1,4 @@
-"""TFDS entry point for NTU RGB+D 60/120; the builder lives in `amfi_jax.data.tfds_ntu`.
+"""TFDS entry point for NTU RGB+D 60/120; the builder lives in `amfi_jax.data.builders.ntu_rgbd_builder`.
 
   python -m amfi_jax.data.build data_builders/ntu_rgbd --config=ntu60_xsub \
       --manual_dir=/data/ntu --data_dir=~/tensorflow_datasets
@@ -9,8 +9,8 @@ The subclass exists because TFDS loads exactly one builder class *defined* in th
 
 from __future__ import annotations
 
-from amfi_jax.data import tfds_ntu
+from amfi_jax.data.builders import ntu_rgbd_builder
 
 
-class Builder(tfds_ntu.NtuRgbd):
-  """NTU RGB+D 60 / 120 (see `amfi_jax.data.tfds_ntu.NtuRgbd`)."""
+class Builder(ntu_rgbd_builder.NtuRgbd):
+  """NTU RGB+D 60 / 120 (see `amfi_jax.data.builders.ntu_rgbd_builder.NtuRgbd`)."""

@@ -1,4 +1,4 @@
-"""TFDS entry point for UTD-MHAD; the builder lives in `amfi_jax.data.tfds_utd_mhad`.
+"""TFDS entry point for UTD-MHAD; the builder lives in `amfi_jax.data.builders.utd_mhad_builder`.
 
   python -m amfi_jax.data.build data_builders/utd_mhad --config=skeleton_depth \
       --manual_dir=/data/utd_mhad --data_dir=~/tensorflow_datasets
@@ -9,8 +9,8 @@ The subclass exists because TFDS loads exactly one builder class *defined* in th
 
 from __future__ import annotations
 
-from amfi_jax.data import tfds_utd_mhad
+from amfi_jax.data.builders import utd_mhad_builder
 
 
-class Builder(tfds_utd_mhad.UtdMhad):
-  """UTD-MHAD (see `amfi_jax.data.tfds_utd_mhad.UtdMhad`)."""
+class Builder(utd_mhad_builder.UtdMhad):
+  """UTD-MHAD (see `amfi_jax.data.builders.utd_mhad_builder.UtdMhad`)."""

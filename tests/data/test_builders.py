@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from amfi_jax.data import ntu, pipeline, synthetic, tfds_ntu, tfds_utd_mhad, utd_mhad
+from amfi_jax.data import pipeline
+from amfi_jax.data.builders import ntu_rgbd_builder, utd_mhad_builder
+from amfi_jax.data.generator import synthetic
+from amfi_jax.data.preprocessing import skeletons
+from amfi_jax.data.readers import ntu, utd_mhad
 from amfi_jax.data.errors import DataFormatError
 
 from tests.shared_data import SHARED_DATA
@@ -57,8 +61,8 @@ def _counts(builder):
 
 
 def test_ntu_xsub_with_rgb_counts_features_and_names(synth_dir, tmp_path):
-  config = tfds_ntu.custom_config("ntu60_xsub", manual_dir=synth_dir, **TINY)
-  builder = _build(tfds_ntu.NtuRgbd, config, synth_dir, tmp_path)
+  config = ntu_rgbd_builder.custom_config("ntu60_xsub", manual_dir=synth_dir, **TINY)
+  builder = _build(ntu_rgbd_builder.NtuRgbd, config, synth_dir, tmp_path)
   names = synthetic.sample_names(SYNTH)
   assert _counts(builder) == _expected_counts(names, "xsub", {2})
   assert _counts(builder) == {"train": 12, "validation": 6, "test": 6}
@@ -93,18 +97,18 @@ def test_ntu_xsub_with_rgb_counts_features_and_names(synth_dir, tmp_path):
 
 
 def test_ntu_xview_skeleton_only_matches_preprocessing(synth_dir, tmp_path):
-  from amfi_jax.data import ntu_skeleton, skeleton_preprocess
+  from amfi_jax.data.readers import ntu_skeleton
 
   # Videos present but not wanted: a skeleton-only build must not need them.
-  config = tfds_ntu.custom_config("ntu60_xview", manual_dir=synth_dir, include_rgb=False, **TINY)
-  builder = _build(tfds_ntu.NtuRgbd, config, synth_dir, tmp_path)
+  config = ntu_rgbd_builder.custom_config("ntu60_xview", manual_dir=synth_dir, include_rgb=False, **TINY)
+  builder = _build(ntu_rgbd_builder.NtuRgbd, config, synth_dir, tmp_path)
   assert _counts(builder) == _expected_counts(synthetic.sample_names(SYNTH), "xview", {2})
   assert _counts(builder) == {"train": 12, "validation": 4, "test": 8}
   record = builder.as_data_source("test")[0]
   assert "clip" not in record
   name = record["sample_name"].decode()
   assert ntu.parse_sample_name(name).camera == 1
-  expected = skeleton_preprocess.preprocess_ntu_skeleton(
+  expected = skeletons.preprocess_ntu_skeleton(
       ntu_skeleton.read_skeleton(synth_dir / "nturgb+d_skeletons" / f"{name}.skeleton"))
   np.testing.assert_array_equal(record["skeleton"], expected)
 
@@ -118,9 +122,9 @@ def test_missing_skeleton_list_excludes_and_counts(synth_dir, tmp_path):
   excluded = "S001C001P001R001A001"
   missing = tmp_path / "missing.txt"
   missing.write_text(f"{excluded}\r\n")
-  config = tfds_ntu.custom_config("ntu60_xsub", manual_dir=synth_dir, include_rgb=False,
+  config = ntu_rgbd_builder.custom_config("ntu60_xsub", manual_dir=synth_dir, include_rgb=False,
                                   missing_skeletons=os.fspath(missing), **TINY)
-  builder = _build(tfds_ntu.NtuRgbd, config, synth_dir, tmp_path / "data")
+  builder = _build(ntu_rgbd_builder.NtuRgbd, config, synth_dir, tmp_path / "data")
   assert builder.info.metadata["num_excluded_missing_skeleton"] == 1
   assert builder.info.metadata["excluded_missing_skeleton"] == [excluded]
   assert _counts(builder) == {"train": 11, "validation": 6, "test": 6}
@@ -132,11 +136,11 @@ def test_missing_skeleton_list_excludes_and_counts(synth_dir, tmp_path):
 
 
 def test_official_missing_lists_are_vendored():
-  config = tfds_ntu.NtuRgbdConfig(name="x", protocol="xsub120")
-  path = tfds_ntu._missing_list_path(config)
+  config = ntu_rgbd_builder.NtuRgbdConfig(name="x", protocol="xsub120")
+  path = ntu_rgbd_builder._missing_list_path(config)
   assert len(ntu.read_missing_skeletons(path)) == 535
   assert len(ntu.read_missing_skeletons(
-      tfds_ntu._missing_list_path(tfds_ntu.NtuRgbdConfig(name="y")))) == 302
+      ntu_rgbd_builder._missing_list_path(ntu_rgbd_builder.NtuRgbdConfig(name="y")))) == 302
 
 
 def _corrupt(manual_dir: Path, name: str) -> Path:
@@ -150,9 +154,9 @@ def test_skip_policy_records_corrupted_file(synth_dir, tmp_path):
   manual = _copy_skeletons(synth_dir, tmp_path / "raw")
   bad = "S001C002P004R001A002"  # a training sample
   _corrupt(manual, bad)
-  config = tfds_ntu.custom_config("ntu60_xsub", manual_dir=manual, include_rgb=False,
+  config = ntu_rgbd_builder.custom_config("ntu60_xsub", manual_dir=manual, include_rgb=False,
                                   error_policy="skip", **TINY)
-  builder = _build(tfds_ntu.NtuRgbd, config, manual, tmp_path / "data")
+  builder = _build(ntu_rgbd_builder.NtuRgbd, config, manual, tmp_path / "data")
   assert _counts(builder) == {"train": 11, "validation": 6, "test": 6}
   skipped = builder.info.metadata["skipped"]
   assert [s["sample"] for s in skipped] == [bad]
@@ -164,28 +168,28 @@ def test_raise_policy_names_the_corrupted_file(synth_dir, tmp_path):
   manual = _copy_skeletons(synth_dir, tmp_path / "raw")
   bad = "S001C003P003R001A001"
   _corrupt(manual, bad)
-  config = tfds_ntu.custom_config("ntu60_xsub", manual_dir=manual, include_rgb=False, **TINY)
+  config = ntu_rgbd_builder.custom_config("ntu60_xsub", manual_dir=manual, include_rgb=False, **TINY)
   with pytest.raises(DataFormatError, match=f"{bad}.skeleton"):
-    _build(tfds_ntu.NtuRgbd, config, manual, tmp_path / "data")
+    _build(ntu_rgbd_builder.NtuRgbd, config, manual, tmp_path / "data")
 
 
 def test_rgb_build_without_videos_fails_clearly(synth_dir, tmp_path):
   manual = _copy_skeletons(synth_dir, tmp_path / "raw")
-  config = tfds_ntu.custom_config("ntu60_xsub", manual_dir=manual, **TINY)
+  config = ntu_rgbd_builder.custom_config("ntu60_xsub", manual_dir=manual, **TINY)
   with pytest.raises(DataFormatError, match="no video .*_rgb.avi"):
-    _build(tfds_ntu.NtuRgbd, config, manual, tmp_path / "data")
+    _build(ntu_rgbd_builder.NtuRgbd, config, manual, tmp_path / "data")
 
 
 def test_custom_config_names_and_class_names(synth_dir, tmp_path):
-  a = tfds_ntu.custom_config("ntu60_xsub", clip_length=8)
-  b = tfds_ntu.custom_config("ntu60_xsub", clip_length=4)
+  a = ntu_rgbd_builder.custom_config("ntu60_xsub", clip_length=8)
+  b = ntu_rgbd_builder.custom_config("ntu60_xsub", clip_length=4)
   assert a.name != b.name and a.name.startswith("ntu60_xsub_")
   assert a.resolved_class_names == ntu.NTU60_CLASS_NAMES
-  assert tfds_ntu.custom_config("ntu120_xset").resolved_class_names == ntu.NTU120_CLASS_NAMES
-  assert tfds_ntu.custom_config("ntu60_xsub", manual_dir=synth_dir).class_names == tuple(
+  assert ntu_rgbd_builder.custom_config("ntu120_xset").resolved_class_names == ntu.NTU120_CLASS_NAMES
+  assert ntu_rgbd_builder.custom_config("ntu60_xsub", manual_dir=synth_dir).class_names == tuple(
       synthetic.class_names(2))
   with pytest.raises(ValueError, match="Unknown NtuRgbdConfig fields"):
-    tfds_ntu.custom_config("ntu60_xsub", clip_len=8)
+    ntu_rgbd_builder.custom_config("ntu60_xsub", clip_len=8)
 
 
 def _require_utd():
@@ -195,9 +199,9 @@ def _require_utd():
 
 def test_utd_mhad_whole_release_split_counts_by_name():
   _require_utd()
-  files = tfds_utd_mhad.scan_manual_dir(UTD_DIR)
+  files = utd_mhad_builder.scan_manual_dir(UTD_DIR)
   assert len(files["skeleton"]) == 861 and set(files["depth"]) == set(files["skeleton"])
-  by_split, bad = tfds_utd_mhad.plan_splits(files, validation_subjects=(7,))
+  by_split, bad = utd_mhad_builder.plan_splits(files, validation_subjects=(7,))
   assert not bad
   counts = {k: len(v) for k, v in by_split.items()}
   assert counts == {"train": 323, "validation": 108, "test": 430}
@@ -214,9 +218,9 @@ def test_utd_mhad_builder_on_two_actions(tmp_path):
     for action in (1, 2):
       for path in (UTD_DIR / sub).glob(f"a{action}_s*{suffix}"):
         (manual / sub / path.name).symlink_to(path)
-  config = tfds_utd_mhad.UtdMhadConfig(name="two_actions", clip_length=4, image_size=24,
+  config = utd_mhad_builder.UtdMhadConfig(name="two_actions", clip_length=4, image_size=24,
                                        num_workers=1)
-  builder = _build(tfds_utd_mhad.UtdMhad, config, manual, tmp_path / "data")
+  builder = _build(utd_mhad_builder.UtdMhad, config, manual, tmp_path / "data")
   # 2 actions x 4 trials per subject: subjects 1, 3, 5 / 7 / 2, 4, 6, 8.
   assert _counts(builder) == {"train": 24, "validation": 8, "test": 32}
   assert builder.info.features["label"].names == list(utd_mhad.UTD_MHAD_CLASS_NAMES)
@@ -232,7 +236,7 @@ def test_utd_mhad_builder_on_two_actions(tmp_path):
   assert record["label"] == utd_mhad.parse_utd_name(name).label
   np.testing.assert_array_equal(
       record["skeleton"],
-      utd_mhad.preprocess_utd_skeleton(
+      skeletons.preprocess_utd_skeleton(
           utd_mhad.read_skeleton_mat(UTD_DIR / "Skeleton" / f"{name}_skeleton.mat"), 128))
   # The depth pipeline modality reads it.
   batch = next(iter(pipeline.eval_dataset(builder.as_data_source("validation"), batch_size=3,

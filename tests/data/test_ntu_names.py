@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from amfi_jax.data import ntu
+from amfi_jax.data.readers import ntu
 from amfi_jax.data.errors import DataFormatError
 
 from tests.shared_data import shared_path

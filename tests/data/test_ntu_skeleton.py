@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from amfi_jax.data.errors import DataFormatError
-from amfi_jax.data.ntu_skeleton import SkeletonSequence, read_skeleton
+from amfi_jax.data.readers.ntu_skeleton import SkeletonSequence, read_skeleton
 
 from tests.shared_data import shared_path
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from amfi_jax.data import pipeline, skeleton_preprocess
+from amfi_jax.data import pipeline
+from amfi_jax.data.preprocessing import skeletons
 from amfi_jax.models import graphs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,7 +151,7 @@ def test_joint_bone_stream_and_skeleton_only():
   joints = records[batch["index"][2]]["skeleton"]
   np.testing.assert_array_equal(batch["skeleton"][2, :3], joints)
   np.testing.assert_array_equal(batch["skeleton"][2, 3:],
-                                skeleton_preprocess.joints_to_bones(joints, graphs.NTU))
+                                skeletons.joints_to_bones(joints, graphs.NTU))
 
 
 def test_missing_modality_is_a_clear_error():

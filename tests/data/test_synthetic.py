@@ -10,12 +10,12 @@ import av
 import numpy as np
 import pytest
 
-from amfi_jax.data import synthetic
-from amfi_jax.data import synthetic_motion as sm
-from amfi_jax.data import synthetic_render as sr
+from amfi_jax.data.generator import synthetic
+from amfi_jax.data.generator import motion as sm
+from amfi_jax.data.generator import render as sr
 
 try:
-  from amfi_jax.data import ntu_skeleton
+  from amfi_jax.data.readers import ntu_skeleton
 except ImportError:  # the project reader is written in parallel; the local reader still runs
   ntu_skeleton = None
 
@@ -145,7 +145,7 @@ def test_number_formatting_matches_kinect_tool():
 def test_round_trip_values(generated, reader):
   out, summary = generated
   if reader == "project" and ntu_skeleton is None:
-    pytest.skip("amfi_jax.data.ntu_skeleton is not available")
+    pytest.skip("amfi_jax.data.readers.ntu_skeleton is not available")
   for name in summary.sample_names[::3]:
     sample = synthetic.simulate(name, TINY)
     path = _skeleton_path(out, name)

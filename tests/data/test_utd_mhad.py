@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from amfi_jax.data import utd_mhad
+from amfi_jax.data.preprocessing.skeletons import preprocess_utd_skeleton
+from amfi_jax.data.readers import utd_mhad
 from amfi_jax.data.errors import DataFormatError
-from amfi_jax.data.skeleton_preprocess import joints_to_bones
-from amfi_jax.data.utd_mhad import (TRAIN_SUBJECTS, UTD_MHAD_CLASS_NAMES, UTDName, parse_utd_name,
-                                    preprocess_utd_skeleton, read_color_video, read_depth_mat,
+from amfi_jax.data.preprocessing.skeletons import joints_to_bones
+from amfi_jax.data.readers.utd_mhad import (TRAIN_SUBJECTS, UTD_MHAD_CLASS_NAMES, UTDName, parse_utd_name,
+                                    read_color_video, read_depth_mat,
                                     read_skeleton_mat, split_of)
 
 from tests.shared_data import SHARED_DATA, shared_path

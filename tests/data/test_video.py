@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from amfi_jax.data.errors import DataFormatError
-from amfi_jax.data.video import read_video_frames, sample_frame_indices
+from amfi_jax.data.readers.video import read_video_frames, sample_frame_indices
 
 from tests.shared_data import shared_path
 REAL_VIDEO = "S001C001P001R001A001_rgb.avi"

@@ -20,7 +20,7 @@ def _num_params(model):
 
 def _tiny_model_config(**fusion):
   config = configlib.base_config(("rgb", "skeleton", "fusion"))
-  configlib.apply_demo(config)
+  configlib.demo(config)
   config.model.num_classes = 5
   config.model.skeleton.in_channels = 3  # joints only, as SKEL below
   config.model.fusion.update(fusion)

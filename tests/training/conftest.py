@@ -10,6 +10,7 @@ import pytest
 
 from amfi_jax import configlib
 from amfi_jax.data import datasets
+from amfi_jax.workdir import RunDir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,7 +33,7 @@ def tiny_dataset(tmp_path_factory) -> str:
   e.replications = (1,)
   e.max_frames = 32
   workdir = str(tmp_path_factory.mktemp("tiny_data"))
-  dataset = datasets.prepare(config.data, workdir)
+  dataset = datasets.prepare(config.data, RunDir(workdir).data)
   (path,) = glob.glob(os.path.join(workdir, "data", "tfds", "ntu_rgbd", "*", "*"))
   assert dataset.num_classes == 4
   return path

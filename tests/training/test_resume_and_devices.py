@@ -154,17 +154,17 @@ import json, sys
 import jax, numpy as np
 from amfi_jax import parallel
 from amfi_jax.data import datasets
-from amfi_jax.run_context import load_run
-from amfi_jax.training import loop
-workdir = sys.argv[1]
-config, _ = load_run(workdir)
-dataset = datasets.prepare(config.data, workdir)
+from amfi_jax.training import setup as stage_setup
+from amfi_jax.workdir import RunDir
+run = RunDir(sys.argv[1])
+config = run.load_config()
+dataset = datasets.prepare(config.data, run.data)
 out = {}
 for data, model in ((8, 1), (4, 2), (4, 1), (2, 1), (1, 1)):
   devices = jax.devices()[:data * model]
   mesh = parallel.make_mesh(data, model, devices=devices)
-  setup = loop.setup_stage(config, "skeleton", dataset, mesh)
-  state, step = loop.restore_best(workdir, setup)
+  setup = stage_setup.setup_stage(config, "skeleton", dataset, mesh)
+  state, step = stage_setup.restore_best(run, setup)
   leaves = jax.tree.leaves(state.params)
   shardings = {str(l.sharding.spec) for l in leaves}
   out[f"{data}x{model}"] = {"step": step, "sum": float(sum(np.abs(np.asarray(l)).sum() for l in leaves)),

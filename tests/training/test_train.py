@@ -12,6 +12,7 @@ import pytest
 from amfi_jax import configlib, evaluate, predict
 from amfi_jax.evaluation import reports
 from amfi_jax.training import loop
+from amfi_jax.workdir import RunDir
 
 from tests.training.conftest import tiny_config
 
@@ -83,7 +84,7 @@ def test_predict_on_raw_ntu_files_matches_the_evaluation(trained_workdir, tiny_d
     # Raw files preprocessed by `predict` give exactly the scores the test evaluation stored.
     row = reports.read_per_sample_scores(os.path.join(workdir, stage, "test_scores.jsonl"))[name]
     by_name = dict(ranking)
-    class_names = loop.read_run_info(workdir)["class_names"]
+    class_names = RunDir(workdir).read_run_info()["class_names"]
     np.testing.assert_allclose([by_name[c] for c in class_names], row["scores"], atol=1e-5)
 
 

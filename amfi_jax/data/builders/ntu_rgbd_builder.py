@@ -24,28 +24,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
-import multiprocessing
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from etils import epath
 import tensorflow_datasets as tfds
 
-from amfi_jax.data import ntu
+from amfi_jax.data.builders import common
+from amfi_jax.data.readers import ntu
 from amfi_jax.data.errors import DataFormatError
-
-# Errors that mean "this sample's files are bad", as opposed to a bug in the builder. Only these
-# are subject to the `skip` policy; anything else always stops the build.
-RECOVERABLE_ERRORS: tuple[type[BaseException], ...] = (DataFormatError, ValueError, OSError,
-                                                        EOFError, IndexError)
-ERROR_POLICIES = ("raise", "skip")
 
 # Deterministic validation carve-outs: the highest-numbered training performers, about 10 % of
 # the training set. NTU-60: 2 of the 20 cross-subject training performers; NTU-120: 5 of 53.
@@ -99,8 +90,8 @@ class NtuRgbdConfig(tfds.core.BuilderConfig):
     if self.protocol not in _PROTOCOL_DATASET:
       raise ValueError(f"Unknown NTU protocol {self.protocol!r}; expected one of "
                        f"{sorted(_PROTOCOL_DATASET)}")
-    if self.error_policy not in ERROR_POLICIES:
-      raise ValueError(f"error_policy must be one of {ERROR_POLICIES}, got {self.error_policy!r}")
+    if self.error_policy not in common.ERROR_POLICIES:
+      raise ValueError(f"error_policy must be one of {common.ERROR_POLICIES}, got {self.error_policy!r}")
     for field in ("clip_length", "image_size", "crop_size", "max_frames"):
       if getattr(self, field) < 1:
         raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
@@ -182,23 +173,6 @@ def custom_config(base: str = "ntu60_xsub", *, name: str | None = None,
                        description=f"custom config derived from {base}", **fields)
 
 
-def tfds_code_path():
-  """A `code_path` class property that does not need the `importlib_resources` backport.
-
-  tfds 4.9.10's own `code_path` type-checks against `importlib_resources`, which it declares only
-  for Python < 3.9, so it fails for any builder outside the tensorflow_datasets package. The file
-  defining the builder class is exactly what it would return.
-  """
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path | None:
-    try:
-      return epath.Path(inspect.getfile(cls))
-    except (TypeError, OSError):  # defined interactively
-      return None
-  return code_path
-
-
 @dataclasses.dataclass(frozen=True)
 class _Job:
   """Everything a worker process needs to turn one sample into an example."""
@@ -235,7 +209,7 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
   `nturgb+d_rgb/*_rgb.avi`. Any folder layout works: files are matched by sample name.
   """
 
-  code_path = tfds_code_path()
+  code_path = common.tfds_code_path()
 
   def __init__(self, *, file_format: str | None = None, **kwargs):
     # ArrayRecord is the random-access format grain reads, and the only one written without TF.
@@ -323,7 +297,7 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
     metadata["num_skipped"] = 0
     metadata["validation_performers"] = sorted(validation_performers)
     metadata["candidates_per_split"] = {k: len(v) for k, v in by_split.items()}
-    _log(f"[ntu_rgbd/{config.name}] {len(files.skeleton)} skeleton files, "
+    common.log(f"[ntu_rgbd/{config.name}] {len(files.skeleton)} skeleton files, "
          f"{len(files.video)} videos in {manual_dir}; excluded {len(excluded)} samples with "
          f"missing skeletons ({missing_list or 'no list'}), {out_of_scope} outside "
          f"{config.dataset}; per split: {metadata['candidates_per_split']}")
@@ -333,7 +307,7 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
     empty = [split for split, jobs in by_split.items() if not jobs]
     if empty:
       # TFDS cannot write an empty split; leave it out and say so (reading it then fails loudly).
-      _log(f"[ntu_rgbd/{config.name}] WARNING: no samples for split(s) {empty}; omitted.")
+      common.log(f"[ntu_rgbd/{config.name}] WARNING: no samples for split(s) {empty}; omitted.")
       metadata["empty_splits"] = empty
     return {split: self._generate_examples(jobs, split, last=(split == _last(by_split)))
             for split, jobs in by_split.items() if jobs}
@@ -342,17 +316,17 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
                          ) -> Iterator[tuple[str, dict[str, Any]]]:
     config: NtuRgbdConfig = self.builder_config
     skipped: list[tuple[str, str, str]] = []
-    for status, name, payload in _map_jobs(_load_example, jobs, config.num_workers):
+    for status, name, payload in common.map_jobs(_load_example, jobs, config.num_workers):
       if status == "ok":
         yield name, payload
       else:
         path, reason = payload
         skipped.append((name, path, reason))
         self._handle_errors([(name, path, reason)])
-    _log(f"[ntu_rgbd/{config.name}] split {split}: wrote {len(jobs) - len(skipped)} of "
+    common.log(f"[ntu_rgbd/{config.name}] split {split}: wrote {len(jobs) - len(skipped)} of "
          f"{len(jobs)} samples, skipped {len(skipped)}.")
     if last:
-      _print_skip_summary(f"ntu_rgbd/{config.name}", self.info.metadata)
+      common.print_skip_summary(f"ntu_rgbd/{config.name}", self.info.metadata)
 
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
     """Applies the error policy to (sample, path, reason) triples."""
@@ -361,34 +335,12 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
       name, path, reason = errors[0]
       raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; use "
                             "error_policy='skip' to drop malformed samples and record them)")
-    _record_skips(self.info.metadata, errors)
+    common.record_skips(self.info.metadata, errors)
 
 
 def _last(by_split: dict[str, list]) -> str | None:
   non_empty = [s for s, jobs in by_split.items() if jobs]
   return non_empty[-1] if non_empty else None
-
-
-def _record_skips(metadata: dict, errors: Sequence[tuple[str, str, str]]) -> None:
-  for name, path, reason in errors:
-    metadata["skipped"].append({"sample": name, "path": path, "reason": reason})
-  metadata["num_skipped"] = len(metadata["skipped"])
-
-
-def _print_skip_summary(title: str, metadata: dict) -> None:
-  skipped = metadata.get("skipped", [])
-  _log(f"[{title}] skipped {len(skipped)} malformed sample(s)"
-       + (":" if skipped else "."))
-  for entry in skipped[:20]:
-    _log(f"  {entry['sample']}: {entry['reason']}")
-  if len(skipped) > 20:
-    _log(f"  ... and {len(skipped) - 20} more (all listed in metadata.json)")
-
-
-def _log(message: str) -> None:
-  # Build progress goes to stderr next to TFDS's own progress bars, not to absl logging, so it
-  # shows without --logtostderr.
-  print(message, file=sys.stderr, flush=True)
 
 
 def _missing_list_path(config: NtuRgbdConfig):
@@ -419,41 +371,10 @@ def _scan_manual_dir(manual_dir: Path, want_video: bool) -> _SampleFiles:
   return _SampleFiles(skeleton=skeleton, video=video, duplicates=duplicates)
 
 
-def _map_jobs(fn, jobs: Sequence[Any], num_workers: int) -> Iterator[tuple[str, str, Any]]:
-  """`map(fn, jobs)` in order, in worker processes when num_workers != 1.
-
-  Decoding 1080p video dominates an RGB build, so it runs in a process pool. 'spawn' (not fork)
-  because the parent may have started JAX / grain threads, which fork would copy mid-flight.
-  """
-  workers = num_workers or os.cpu_count() or 1
-  workers = min(workers, len(jobs))
-  if workers <= 1:
-    yield from map(fn, jobs)
-    return
-  # One BLAS thread per worker: N workers x N BLAS threads oversubscribe the cores (the resize
-  # GEMMs made a 2-worker UTD-MHAD build 4x slower). Spawned children read these variables when
-  # they import numpy, so they only need to be set while the pool starts.
-  saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-  os.environ.update({k: "1" for k in _THREAD_VARS})
-  try:
-    pool = multiprocessing.get_context("spawn").Pool(workers)
-  finally:
-    for key, value in saved.items():
-      if value is None:
-        os.environ.pop(key, None)
-      else:
-        os.environ[key] = value
-  with pool:
-    yield from pool.imap(fn, jobs, chunksize=2)
-
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def _load_example(job: _Job) -> tuple[str, str, Any]:
   """Reads and preprocesses one sample: ('ok', name, example) or ('error', name, (path, reason))."""
   # Imported here so spawn workers import only what they use.
-  from amfi_jax.data import ntu_skeleton, skeleton_preprocess
+  from amfi_jax.data.preprocessing import samples
 
   config = job.config
   path = job.skeleton_path
@@ -462,42 +383,24 @@ def _load_example(job: _Job) -> tuple[str, str, Any]:
     if sample.label >= job.num_classes:
       raise DataFormatError(path, f"action {sample.action} has no class name "
                             f"({job.num_classes} classes)")
-    seq = ntu_skeleton.read_skeleton(path)
-    skeleton = np.asarray(
-        skeleton_preprocess.preprocess_ntu_skeleton(seq, max_frames=config["max_frames"]),
-        np.float32)
-    example = {
-        "skeleton": skeleton,
-        "label": sample.label,
-        "sample_name": job.name,
-        "frame_count": np.int32(seq.num_frames),
-        "setup": np.int32(sample.setup),
-        "camera": np.int32(sample.camera),
-        "performer": np.int32(sample.performer),
-        "replication": np.int32(sample.replication),
-    }
+    video_path = None
     if config["include_rgb"]:
       if job.video_path is None:
         raise DataFormatError(path, f"no video {job.name}_rgb.avi found in the manual dir "
                               "(build with include_rgb=False for skeletons only)")
-      path = job.video_path
-      clip, total = load_clip(job.video_path, seq, clip_length=config["clip_length"],
-                              crop_size=config["crop_size"], image_size=config["image_size"])
-      example["clip"] = clip
-      example["video_frame_count"] = np.int32(total)
-  except RECOVERABLE_ERRORS as e:
+      video_path = job.video_path
+    example = samples.read_ntu_sample(
+        path, video_path, max_frames=config["max_frames"], clip_length=config["clip_length"],
+        crop_size=config["crop_size"], image_size=config["image_size"])
+    example.update({
+        "label": sample.label,
+        "sample_name": job.name,
+        "setup": np.int32(sample.setup),
+        "camera": np.int32(sample.camera),
+        "performer": np.int32(sample.performer),
+        "replication": np.int32(sample.replication),
+    })
+  except common.RECOVERABLE_ERRORS as e:
     reason = e.message if isinstance(e, DataFormatError) else f"{type(e).__name__}: {e}"
     return "error", job.name, (getattr(e, "path", None) or path, reason)
   return "ok", job.name, example
-
-
-def load_clip(video_path: str, seq, *, clip_length: int, crop_size: int, image_size: int
-              ) -> tuple[np.ndarray, int]:
-  """K equally spaced frames, cropped around the performers of `seq` and resized to S x S
-  (uint8), and the video's frame count. Also used by `amfi_jax.predict` on raw samples."""
-  from amfi_jax.data import rgb_preprocess, video
-
-  frames, total = video.read_video_frames(video_path, clip_length)
-  box = rgb_preprocess.crop_box(seq.color_xy, frames.shape[1:3], crop_size=crop_size)
-  clip = rgb_preprocess.crop_and_resize(frames, box, image_size)
-  return np.ascontiguousarray(clip, dtype=np.uint8), int(total)

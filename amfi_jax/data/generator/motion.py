@@ -1,4 +1,4 @@
-"""Bodies, motions and cameras of the synthetic NTU generator (see `amfi_jax.data.synthetic`).
+"""Bodies, motions and cameras of the synthetic NTU generator (see `amfi_jax.data.generator.synthetic`).
 
 Everything here is pure numpy and vectorised over time. Three coordinate frames are used:
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from amfi_jax.data.ntu_skeleton import SkeletonSequence, read_skeleton
-from amfi_jax.data.skeleton_preprocess import (body_energy, joints_to_bones, pre_normalize,
+from amfi_jax.data.readers.ntu_skeleton import SkeletonSequence, read_skeleton
+from amfi_jax.data.preprocessing.skeletons import (body_energy, joints_to_bones, pre_normalize,
                                                preprocess_ntu_skeleton, select_bodies)
 from amfi_jax.models.graphs import NTU, UTD_MHAD
 

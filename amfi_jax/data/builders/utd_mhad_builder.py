@@ -34,11 +34,10 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from amfi_jax.data import tfds_ntu
+from amfi_jax.data.builders import common
+from amfi_jax.data.readers import utd_mhad
 from amfi_jax.data.errors import DataFormatError
 
-NUM_JOINTS = 20
-TRAIN_SUBJECTS = (1, 3, 5, 7)  # utd_mhad.TRAIN_SUBJECTS; the others (2, 4, 6, 8) are test
 _SUFFIXES = {"skeleton": "_skeleton.mat", "depth": "_depth.mat", "rgb": "_color.avi"}
 
 
@@ -65,13 +64,13 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
   num_workers: int = 0
 
   def __post_init__(self):
-    if self.error_policy not in tfds_ntu.ERROR_POLICIES:
-      raise ValueError(f"error_policy must be one of {tfds_ntu.ERROR_POLICIES}, "
+    if self.error_policy not in common.ERROR_POLICIES:
+      raise ValueError(f"error_policy must be one of {common.ERROR_POLICIES}, "
                        f"got {self.error_policy!r}")
     self.validation_subjects = tuple(int(s) for s in self.validation_subjects)
-    bad = set(self.validation_subjects) - set(TRAIN_SUBJECTS)
+    bad = set(self.validation_subjects) - set(utd_mhad.TRAIN_SUBJECTS)
     if bad:
-      raise ValueError(f"validation_subjects must be training subjects {TRAIN_SUBJECTS}, "
+      raise ValueError(f"validation_subjects must be training subjects {utd_mhad.TRAIN_SUBJECTS}, "
                        f"got {sorted(bad)}")
 
   def data_fields(self) -> dict[str, Any]:
@@ -82,7 +81,6 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
 
 def split_for(name, validation_subjects: Sequence[int]) -> str:
   """'train', 'validation' or 'test' for a parsed name (`utd_mhad.UTDName`) or file name."""
-  from amfi_jax.data import utd_mhad
 
   if not isinstance(name, utd_mhad.UTDName):
     name = utd_mhad.parse_utd_name(name)
@@ -115,18 +113,17 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
   Skeleton and Depth archives (and RGB for skeleton_depth_rgb) into the manual dir.
   """
 
-  code_path = tfds_ntu.tfds_code_path()
+  code_path = common.tfds_code_path()
 
   def __init__(self, *, file_format: str | None = None, **kwargs):
     super().__init__(file_format=file_format or "array_record", **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    from amfi_jax.data import utd_mhad
 
     config: UtdMhadConfig = self.builder_config
     k, s = config.clip_length, config.image_size
     features = {
-        "skeleton": tfds.features.Tensor(shape=(3, config.max_frames, NUM_JOINTS, 1),
+        "skeleton": tfds.features.Tensor(shape=(3, config.max_frames, utd_mhad.NUM_JOINTS, 1),
                                          dtype=np.float32, encoding=tfds.features.Encoding.BYTES),
         "depth": tfds.features.Tensor(shape=(k, s, s, 1), dtype=np.float32,
                                       encoding=tfds.features.Encoding.BYTES),
@@ -174,14 +171,14 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
     metadata["skipped"] = []
     metadata["num_skipped"] = 0
     metadata["candidates_per_split"] = {k: len(v) for k, v in jobs.items()}
-    tfds_ntu._log(f"[utd_mhad/{config.name}] {len(files['skeleton'])} skeleton, "
+    common.log(f"[utd_mhad/{config.name}] {len(files['skeleton'])} skeleton, "
                   f"{len(files['depth'])} depth, {len(files['rgb'])} RGB files in {manual_dir}; "
                   f"per split: {metadata['candidates_per_split']}")
     if bad_names:
       self._handle_errors(bad_names)
     empty = [split for split, split_jobs in jobs.items() if not split_jobs]
     if empty:
-      tfds_ntu._log(f"[utd_mhad/{config.name}] WARNING: no samples for split(s) {empty}; omitted.")
+      common.log(f"[utd_mhad/{config.name}] WARNING: no samples for split(s) {empty}; omitted.")
       metadata["empty_splits"] = empty
     non_empty = [split for split, split_jobs in jobs.items() if split_jobs]
     return {split: self._generate_examples(jobs[split], split, last=split == non_empty[-1])
@@ -191,16 +188,16 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
                          ) -> Iterator[tuple[str, dict[str, Any]]]:
     config: UtdMhadConfig = self.builder_config
     skipped = 0
-    for status, name, payload in tfds_ntu._map_jobs(_load_example, jobs, config.num_workers):
+    for status, name, payload in common.map_jobs(_load_example, jobs, config.num_workers):
       if status == "ok":
         yield name, payload
       else:
         skipped += 1
         self._handle_errors([(name, *payload)])
-    tfds_ntu._log(f"[utd_mhad/{config.name}] split {split}: wrote {len(jobs) - skipped} of "
+    common.log(f"[utd_mhad/{config.name}] split {split}: wrote {len(jobs) - skipped} of "
                   f"{len(jobs)} samples, skipped {skipped}.")
     if last:
-      tfds_ntu._print_skip_summary(f"utd_mhad/{config.name}", self.info.metadata)
+      common.print_skip_summary(f"utd_mhad/{config.name}", self.info.metadata)
 
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
     config: UtdMhadConfig = self.builder_config
@@ -208,7 +205,7 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
       name, path, reason = errors[0]
       raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; use "
                             "error_policy='skip' to drop malformed samples and record them)")
-    tfds_ntu._record_skips(self.info.metadata, errors)
+    common.record_skips(self.info.metadata, errors)
 
 
 def scan_manual_dir(manual_dir: str | os.PathLike) -> dict[str, dict[str, Path]]:
@@ -232,7 +229,6 @@ def plan_splits(files: dict[str, dict[str, Path]], validation_subjects: Sequence
 
   Cheap (names only), so it also serves to count a whole release without reading any file.
   """
-  from amfi_jax.data import utd_mhad
 
   by_split: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
   bad: list[tuple[str, str, str]] = []
@@ -257,49 +253,28 @@ def _sort_key(name: str):
 
 def _load_example(job: _Job) -> tuple[str, str, Any]:
   """Reads one sample: ('ok', name, example) or ('error', name, (path, reason))."""
-  from amfi_jax.data import rgb_preprocess, utd_mhad, video
+  from amfi_jax.data.preprocessing import samples
 
   config = job.config
   path = job.paths["skeleton"]
   try:
     utd_name = utd_mhad.parse_utd_name(path)
-    xyz = utd_mhad.read_skeleton_mat(path)
-    if xyz.shape[0] > config["max_frames"]:
-      raise DataFormatError(path, f"{xyz.shape[0]} frames exceed max_frames="
-                            f"{config['max_frames']}")
-    skeleton = utd_mhad.preprocess_utd_skeleton(xyz, config["max_frames"])
-    path = job.paths["depth"]
-    if path is None:
-      raise DataFormatError(job.paths["skeleton"], f"no {job.name}_depth.mat in the manual dir")
-    depth = utd_mhad.read_depth_mat(path)
-    k, s = config["clip_length"], config["image_size"]
-    depth_clip = rgb_preprocess.depth_crop(depth, s)[video.sample_frame_indices(len(depth), k)]
-    example = {
-        "skeleton": np.asarray(skeleton, np.float32),
-        "depth": np.ascontiguousarray(depth_clip, dtype=np.float32),
+    if job.paths["depth"] is None:
+      raise DataFormatError(path, f"no {job.name}_depth.mat in the manual dir")
+    if config["include_rgb"] and job.paths["rgb"] is None:
+      raise DataFormatError(path, f"no {job.name}_color.avi in the manual dir "
+                            "(use the skeleton_depth config without RGB)")
+    example = samples.read_utd_sample(
+        path, job.paths["depth"], max_frames=config["max_frames"],
+        clip_length=config["clip_length"], image_size=config["image_size"],
+        rgb_path=job.paths["rgb"] if config["include_rgb"] else None)
+    example.update({
         "label": utd_name.label,
         "sample_name": job.name,
         "subject": np.int32(utd_name.subject),
         "trial": np.int32(utd_name.trial),
-        "frame_count": np.int32(xyz.shape[0]),
-        "depth_frame_count": np.int32(len(depth)),
-    }
-    if config["include_rgb"]:
-      path = job.paths["rgb"]
-      if path is None:
-        raise DataFormatError(job.paths["skeleton"], f"no {job.name}_color.avi in the manual dir "
-                              "(use the skeleton_depth config without RGB)")
-      frames, total = video.read_video_frames(path, k)
-      height, width = frames.shape[1:3]
-      # No colour-space joint coordinates in UTD-MHAD, and the subject stands centred in the
-      # 640x480 view: take the central full-height square.
-      side = min(height, width)
-      box = ((height - side) // 2, (width - side) // 2, side)
-      example["rgb"] = np.ascontiguousarray(rgb_preprocess.crop_and_resize(frames, box, s),
-                                            dtype=np.uint8)
-      example["video_frame_count"] = np.int32(total)
-  except tfds_ntu.RECOVERABLE_ERRORS as e:
+    })
+  except common.RECOVERABLE_ERRORS as e:
     reason = e.message if isinstance(e, DataFormatError) else f"{type(e).__name__}: {e}"
     return "error", job.name, (getattr(e, "path", None) or path, reason)
   return "ok", job.name, example
-

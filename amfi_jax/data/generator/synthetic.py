@@ -1,7 +1,7 @@
 r"""Synthetic NTU RGB+D data: raw `.skeleton` files and `_rgb.avi` videos in the real layout.
 
-    python -m amfi_jax.data.synthetic --out=/tmp/ntu_synth            # 480 samples, 320x180
-    python -m amfi_jax.data.synthetic --out=/tmp/one --performers=1 --cameras=1 \
+    python -m amfi_jax.data.generator.synthetic --out=/tmp/ntu_synth            # 480 samples, 320x180
+    python -m amfi_jax.data.generator.synthetic --out=/tmp/one --performers=1 --cameras=1 \
         --replications=1 --num_classes=1 --full_size                  # one 1920x1080 sample
 
 Writes `OUT/nturgb+d_skeletons/SsssCcccPpppRrrrAaaa.skeleton` (exact NTU text format: CRLF, the
@@ -48,7 +48,6 @@ camera distance, height and tilt, wall and floor.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import json
@@ -59,9 +58,10 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from absl import flags
 
-from amfi_jax.data import synthetic_motion as sm
-from amfi_jax.data import synthetic_render as sr
+from amfi_jax.data.generator import motion as sm
+from amfi_jax.data.generator import render as sr
 
 SKELETON_DIR = "nturgb+d_skeletons"
 RGB_DIR = "nturgb+d_rgb"
@@ -362,7 +362,7 @@ def skeleton_text(sample: SyntheticSample) -> str:
 
 def render_sample(sample: SyntheticSample, config: SyntheticConfig):
   """Yields the sample's video frames at the configured size as I420 arrays (3H/2, W) uint8
-  (`synthetic_render.yuv420p_to_rgb` turns one into RGB)."""
+  (`render.yuv420p_to_rgb` turns one into RGB)."""
   setup, camera_id = parse_name(sample.name)[:2]
   base = sr.background(config.seed, setup, camera_id, config.width, config.height)
   return sr.render_frames(list(sample.people), base, sample.lighting,
@@ -456,62 +456,77 @@ def _frame_range(text: str) -> tuple[int, int]:
     return parts[0], parts[0]
   if len(parts) == 2:
     return parts[0], parts[1]
-  raise argparse.ArgumentTypeError(f"expected N or LO-HI, got {text!r}")
+  raise ValueError(f"expected N or LO-HI, got {text!r}")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _flags() -> flags.FlagValues:
+  """The command line's flags, in their own FlagValues so `main(argv)` can run more than once."""
   defaults = SyntheticConfig()
-  parser = argparse.ArgumentParser(
-      prog="python -m amfi_jax.data.synthetic",
-      description="Generate synthetic NTU RGB+D data (raw .skeleton files and _rgb.avi videos) "
-                  "whose classes need both modalities. See the module docstring for the classes.")
   ids = lambda values: ",".join(map(str, values))  # noqa: E731
-  parser.add_argument("--out", required=True, help="output directory")
-  parser.add_argument("--num_classes", type=int, default=defaults.num_classes,
-                      help=f"first N of the {len(CLASSES)} classes")
-  parser.add_argument("--setups", type=_int_list, default=defaults.setups,
-                      help=f"setup ids, e.g. 1,2 or 1-3 (default {ids(defaults.setups)})")
-  parser.add_argument("--cameras", type=_int_list, default=defaults.cameras,
-                      help=f"camera ids among 1,2,3 (default {ids(defaults.cameras)})")
-  parser.add_argument("--performers", type=_int_list, default=defaults.performers,
-                      help=f"performer ids (default {ids(defaults.performers)})")
-  parser.add_argument("--replications", type=_int_list, default=defaults.replications,
-                      help=f"replication ids (default {ids(defaults.replications)})")
-  parser.add_argument("--frames", type=_frame_range, default=defaults.frames,
-                      help="frames per sample, N or LO-HI (default %d-%d)" % defaults.frames)
-  parser.add_argument("--width", type=int, default=defaults.width, help="video width (even)")
-  parser.add_argument("--height", type=int, default=defaults.height, help="video height (even)")
-  parser.add_argument("--full_size", action="store_true",
-                      help="write 1920x1080 videos like NTU (overrides --width/--height)")
-  parser.add_argument("--seed", type=int, default=defaults.seed)
-  parser.add_argument("--modalities", default=",".join(defaults.modalities),
-                      help="skeleton,rgb or one of them")
-  parser.add_argument("--zero_body_fraction", type=float, default=defaults.zero_body_fraction,
-                      help="fraction of samples starting with frames without a tracked body")
-  parser.add_argument("--crf", type=int, default=defaults.crf, help="x264 quality (lower = better)")
-  parser.add_argument("--workers", type=int, default=0,
-                      help="processes; 0 = one per CPU core (files are the same for any value)")
-  return parser
+  fv = flags.FlagValues()
+  flags.DEFINE_string("out", None, "Output directory.", flag_values=fv)
+  flags.DEFINE_integer("num_classes", defaults.num_classes,
+                       f"First N of the {len(CLASSES)} classes.", flag_values=fv)
+  flags.DEFINE_string("setups", ids(defaults.setups), "Setup ids, e.g. 1,2 or 1-3.",
+                      flag_values=fv)
+  flags.DEFINE_string("cameras", ids(defaults.cameras), "Camera ids among 1,2,3.",
+                      flag_values=fv)
+  flags.DEFINE_string("performers", ids(defaults.performers), "Performer ids.", flag_values=fv)
+  flags.DEFINE_string("replications", ids(defaults.replications), "Replication ids.",
+                      flag_values=fv)
+  flags.DEFINE_string("frames", "%d-%d" % defaults.frames, "Frames per sample, N or LO-HI.",
+                      flag_values=fv)
+  flags.DEFINE_integer("width", defaults.width, "Video width (even).", flag_values=fv)
+  flags.DEFINE_integer("height", defaults.height, "Video height (even).", flag_values=fv)
+  flags.DEFINE_bool("full_size", False,
+                    "Write 1920x1080 videos like NTU (overrides --width/--height).", flag_values=fv)
+  flags.DEFINE_integer("seed", defaults.seed, "Random seed.", flag_values=fv)
+  flags.DEFINE_string("modalities", ",".join(defaults.modalities),
+                      "skeleton,rgb or one of them.", flag_values=fv)
+  flags.DEFINE_float("zero_body_fraction", defaults.zero_body_fraction,
+                     "Fraction of samples starting with frames without a tracked body.",
+                     flag_values=fv)
+  flags.DEFINE_integer("crf", defaults.crf, "x264 quality (lower = better).", flag_values=fv)
+  flags.DEFINE_integer("workers", 0, "Processes; 0 = one per CPU core (the files are the same "
+                       "for any value).", flag_values=fv)
+  return fv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  args = _parser().parse_args(argv)
-  width, height = (1920, 1080) if args.full_size else (args.width, args.height)
+  """`python -m amfi_jax.data.generator.synthetic --out=DIR [...]`; returns the exit code."""
+  fv = _flags()
+  args = list(sys.argv[1:] if argv is None else argv)
+  if "--help" in args or "-h" in args:
+    print("Generate synthetic NTU RGB+D data (raw .skeleton files and _rgb.avi videos) whose "
+          "classes need both modalities; see the module docstring for the classes.\n\n"
+          "python -m amfi_jax.data.generator.synthetic --out=DIR [--num_classes=N] [--full_size] "
+          "[--workers=N] [flags below]\n")
+    print(fv.get_help())
+    raise SystemExit(0)
+  try:
+    fv(["synthetic"] + args)
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if fv.out is None:
+    print("error: --out is required", file=sys.stderr)
+    return 2
+  width, height = (1920, 1080) if fv.full_size else (fv.width, fv.height)
   try:
     config = SyntheticConfig(
-        num_classes=args.num_classes, setups=args.setups, cameras=args.cameras,
-        performers=args.performers, replications=args.replications, frames=args.frames,
-        width=width, height=height, seed=args.seed,
-        zero_body_fraction=args.zero_body_fraction,
-        modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()),
-        crf=args.crf, workers=args.workers or (os.cpu_count() or 1))
+        num_classes=fv.num_classes, setups=_int_list(fv.setups), cameras=_int_list(fv.cameras),
+        performers=_int_list(fv.performers), replications=_int_list(fv.replications),
+        frames=_frame_range(fv.frames), width=width, height=height, seed=fv.seed,
+        zero_body_fraction=fv.zero_body_fraction,
+        modalities=tuple(m.strip() for m in fv.modalities.split(",") if m.strip()),
+        crf=fv.crf, workers=fv.workers or (os.cpu_count() or 1))
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   start = time.perf_counter()
-  summary = generate(args.out, config)
+  summary = generate(fv.out, config)
   print(f"wrote {len(summary.sample_names)} samples of {config.num_classes} classes to "
-        f"{args.out} in {time.perf_counter() - start:.1f} s")
+        f"{fv.out} in {time.perf_counter() - start:.1f} s")
   return 0
 
 

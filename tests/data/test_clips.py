@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from amfi_jax.data.ntu_skeleton import read_skeleton
-from amfi_jax.data.rgb_preprocess import (DEPTH_SCALE, augment_clip, crop_and_resize, crop_box,
+from amfi_jax.data.readers.ntu_skeleton import read_skeleton
+from amfi_jax.data.preprocessing.clips import (DEPTH_SCALE, augment_clip, crop_and_resize, crop_box,
                                           depth_crop)
 
 from tests.shared_data import shared_path

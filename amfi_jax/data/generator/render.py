@@ -18,7 +18,7 @@ import os
 import av
 import numpy as np
 
-from amfi_jax.data import synthetic_motion as sm
+from amfi_jax.data.generator import motion as sm
 
 # Saturated colours of the class cues; clothing and backgrounds are kept muted so that these are
 # the only strongly saturated things in a frame.

@@ -1,8 +1,8 @@
 """Native vs rewritten convolution on this machine: per layer shape and for whole train steps.
 
-    python -m amfi_jax.models.conv_benchmark              # everything (~10 minutes on 2 cores)
-    python -m amfi_jax.models.conv_benchmark --skip_full  # no full-size ResNet3D-18 step
-    python -m amfi_jax.models.conv_benchmark --cases ""   # matmul reference and train steps only
+    python -m amfi_jax.tools.conv_benchmark              # everything (~10 minutes on 2 cores)
+    python -m amfi_jax.tools.conv_benchmark --skip_full  # no full-size ResNet3D-18 step
+    python -m amfi_jax.tools.conv_benchmark --cases ""   # matmul reference and train steps only
 
 Prints one JSON object per line. Implementations are timed in alternating rounds so that load from
 other processes falls on both alike; the median of all rounds is reported with the minimum.
@@ -12,13 +12,13 @@ backward is counted as 3× that.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import time
 
 import jax
+from absl import app, flags
 import jax.numpy as jnp
 import optax
 from flax import nnx
@@ -145,14 +145,10 @@ def train_step_case(name: str, *, width: float, blocks, batch: int, frames: int,
   return rows
 
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--rounds", type=int, default=5)
-  parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
-  parser.add_argument("--skip_full", action="store_true",
-                      help="skip the full-size ResNet3D-18 train step")
-  parser.add_argument("--full_batch", type=int, default=2)
-  args = parser.parse_args(argv)
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  args = flags.FLAGS
 
   def emit(row):
     print(json.dumps(row), flush=True)
@@ -175,5 +171,14 @@ def main(argv=None) -> None:
   emit({"case": "environment_end", "load_average": [round(v, 2) for v in os.getloadavg()]})
 
 
+def _define_flags():
+  # Defined only when run as a program, so importing this module is free of global flags.
+  flags.DEFINE_integer("rounds", 5, "Timed rounds per case.")
+  flags.DEFINE_string("cases", ",".join(CASES), "Comma-separated case names ('' = none).")
+  flags.DEFINE_bool("skip_full", False, "Skip the full-size ResNet3D-18 train step.")
+  flags.DEFINE_integer("full_batch", 2, "Batch of the full-size train step.")
+
+
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  app.run(main)

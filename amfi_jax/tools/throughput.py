@@ -1,10 +1,10 @@
 r"""Data-path throughput: the TFDS build (samples/s) and the training pipeline (examples/s).
 
-  python -m amfi_jax.data.throughput --data_dir=/tmp/amfi_throughput
-  python -m amfi_jax.data.throughput --data_dir=/tmp/t --config=ntu60_xview --build_workers=2 \
+  python -m amfi_jax.tools.throughput --data_dir=/tmp/amfi_throughput
+  python -m amfi_jax.tools.throughput --data_dir=/tmp/t --config=ntu60_xview --build_workers=2 \
       --batch_size=32 --num_batches=30
 
-Generates a small synthetic NTU dataset (`amfi_jax.data.synthetic`, 320x180 videos) under
+Generates a small synthetic NTU dataset (`amfi_jax.data.generator.synthetic`, 320x180 videos) under
 `DATA_DIR/raw`, builds it with the official clip geometry (K=16, S=112 unless overridden) into
 `DATA_DIR` (rebuilt every run), then iterates the training pipeline. Prints one JSON object per
 line: stage 'generate', 'build', then 'train_pipeline' for RGB+skeleton with and without
@@ -14,17 +14,18 @@ Numbers from generated 320x180 videos understate the cost of real 1080p decoding
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 
 import tensorflow_datasets as tfds
+from absl import app, flags
 
-from amfi_jax.data import pipeline, synthetic, tfds_ntu
+from amfi_jax.data import pipeline
+from amfi_jax.data.builders import ntu_rgbd_builder
+from amfi_jax.data.generator import synthetic
 
 
 def _emit(record: dict) -> None:
@@ -48,18 +49,10 @@ def measure_pipeline(source, *, modalities: Sequence[str], batch_size: int, num_
           "examples_per_s": round(batch_size * num_batches / seconds, 1)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--data_dir", required=True, help="scratch dir for raw files and the build")
-  parser.add_argument("--config", default="ntu60_xsub", help="official NTU config to derive from")
-  parser.add_argument("--clip_length", type=int, default=16)
-  parser.add_argument("--image_size", type=int, default=112)
-  parser.add_argument("--performers", type=int, default=4, help="synthetic performers 1..N")
-  parser.add_argument("--build_workers", type=int, default=0, help="0 = all CPUs")
-  parser.add_argument("--batch_size", type=int, default=32)
-  parser.add_argument("--num_batches", type=int, default=20)
-  parser.add_argument("--num_threads", type=int, default=4, help="pipeline read threads")
-  args = parser.parse_args(argv)
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  args = flags.FLAGS
 
   data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
   raw = os.path.join(data_dir, "raw")
@@ -73,13 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
          "samples_per_s": round(len(names) / seconds, 2)})
 
   # Validation performer 2 gives all three splits for any protocol of the generated data.
-  config = tfds_ntu.custom_config(args.config, name=f"{args.config}_throughput", manual_dir=raw,
+  config = ntu_rgbd_builder.custom_config(args.config, name=f"{args.config}_throughput", manual_dir=raw,
                                   clip_length=args.clip_length, image_size=args.image_size,
                                   validation_performers=(2,), num_workers=args.build_workers)
-  builder = tfds_ntu.NtuRgbd(config=config, data_dir=data_dir)
+  builder = ntu_rgbd_builder.NtuRgbd(config=config, data_dir=data_dir)
   if builder.data_path.exists():
     shutil.rmtree(builder.data_path)
-    builder = tfds_ntu.NtuRgbd(config=config, data_dir=data_dir)
+    builder = ntu_rgbd_builder.NtuRgbd(config=config, data_dir=data_dir)
   tfds.disable_progress_bar()
   start = time.perf_counter()
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=raw))
@@ -99,5 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
   return 0
 
 
+def _define_flags():
+  # Defined only when run as a program, so importing this module is free of global flags.
+  flags.DEFINE_string("data_dir", None, "Scratch dir for raw files and the build.")
+  flags.DEFINE_string("config", "ntu60_xsub", "Official NTU config to derive from.")
+  flags.DEFINE_integer("clip_length", 16, "Frames per clip.")
+  flags.DEFINE_integer("image_size", 112, "Side of the stored frames.")
+  flags.DEFINE_integer("performers", 4, "Generated performers 1..N.")
+  flags.DEFINE_integer("build_workers", 0, "Build processes (0 = all CPUs).")
+  flags.DEFINE_integer("batch_size", 32, "Pipeline batch size.")
+  flags.DEFINE_integer("num_batches", 20, "Batches to time.")
+  flags.DEFINE_integer("num_threads", 4, "Pipeline read threads.")
+  flags.mark_flags_as_required(["data_dir"])
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  _define_flags()
+  app.run(main)

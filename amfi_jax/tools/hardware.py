@@ -17,7 +17,7 @@ import re
 
 import jax
 
-from amfi_jax.models import conv_benchmark
+from amfi_jax.tools import conv_benchmark
 
 _NVIDIA = "NVIDIA {} datasheet, dense figures (nvidia.com/en-us/data-center/{})"
 _TPU = ("Google Cloud TPU {} system architecture, bf16 per JAX device "
@@ -93,7 +93,7 @@ def lookup(device_kind: str, dtype: str, full_f32: bool = False) -> Peak:
     if re.search(acc.pattern, device_kind, re.IGNORECASE):
       break
   else:
-    return Peak(None, f"device kind {device_kind!r} is not in amfi_jax.hardware.ACCELERATORS; "
+    return Peak(None, f"device kind {device_kind!r} is not in amfi_jax.tools.hardware.ACCELERATORS; "
                       "add its vendor figure there")
   if dtype == "bfloat16":
     tflops, unit = acc.bf16, "bf16 dense"

@@ -18,8 +18,9 @@ import math
 
 import numpy as np
 
-from amfi_jax.data.ntu_skeleton import SkeletonSequence
-from amfi_jax.models.graphs import NTU, SkeletonGraph
+from amfi_jax.data.readers import utd_mhad
+from amfi_jax.data.readers.ntu_skeleton import SkeletonSequence
+from amfi_jax.models.graphs import NTU, UTD_MHAD, SkeletonGraph
 
 MAX_FRAMES = 300
 NUM_PERSONS = 2
@@ -205,3 +206,23 @@ def joints_to_bones(data: np.ndarray, graph: SkeletonGraph = NTU) -> np.ndarray:
 def preprocess_ntu_skeleton(seq: SkeletonSequence, max_frames: int = MAX_FRAMES) -> np.ndarray:
   """One NTU sample as the reference's training data: float32 (3, max_frames, 25, 2)."""
   return pre_normalize(select_bodies(seq, max_frames=max_frames)[None], NTU)[0]
+
+
+def preprocess_utd_skeleton(xyz: np.ndarray, max_frames: int = utd_mhad.MAX_FRAMES) -> np.ndarray:
+  """A UTD-MHAD skeleton as AGCN input, prepared exactly like an NTU one (one person).
+
+  The sequence is placed at the start of `max_frames` zero frames (longer ones are truncated),
+  then `pre_normalize` with the UTD-MHAD graph fills the tail by repetition, centres on the
+  spine and rotates hip-centre -> spine onto +z and left -> right shoulder onto +x.
+
+  Args:
+    xyz: (T, 20, 3), e.g. from read_skeleton_mat.
+
+  Returns:
+    float32 (3, max_frames, 20, 1).
+  """
+  xyz = np.asarray(xyz)
+  if xyz.ndim != 3 or xyz.shape[1:] != (UTD_MHAD.num_joints, 3):
+    raise ValueError(f"expected (T, {UTD_MHAD.num_joints}, 3) joints, got shape {xyz.shape}")
+  selected = select_xyz(xyz[:, None], max_frames=max_frames, num_persons=1, max_bodies=1)
+  return pre_normalize(selected[None], UTD_MHAD)[0]

@@ -1,4 +1,4 @@
-"""`python -m amfi_jax.benchmark` on a tiny generated dataset: the report's figures, both
+"""`python -m amfi_jax.tools.benchmark` on a tiny generated dataset: the report's figures, both
 convolution implementations, the profile summary, the peak table and the command line's errors.
 
 The model is the demo's (tiny widths) with a two-unit AGCN: the init and train-step compilations
@@ -17,8 +17,10 @@ import jax
 import numpy as np
 import pytest
 
-from amfi_jax import benchmark, hardware, parallel
+from amfi_jax import parallel
+from amfi_jax.tools import benchmark, hardware, profiling
 from amfi_jax.data import datasets
+from amfi_jax.workdir import RunDir
 from amfi_jax.models import conv as conv_lib
 from tests.training.conftest import REPO, load_config
 
@@ -50,7 +52,7 @@ def cli_flags(workdir: str) -> list[str]:
 def run_cli(args: list[str], devices: int = 1) -> subprocess.CompletedProcess:
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", "amfi_jax.benchmark", *args], cwd=REPO, env=env,
+  return subprocess.run([sys.executable, "-m", "amfi_jax.tools.benchmark", *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
 
 
@@ -58,7 +60,7 @@ def run_cli(args: list[str], devices: int = 1) -> subprocess.CompletedProcess:
 def workdir(tmp_path_factory) -> str:
   """A workdir whose embedded dataset is already built (the runs below share it)."""
   path = str(tmp_path_factory.mktemp("benchmark"))
-  datasets.prepare(tiny_config().data, path)
+  datasets.prepare(tiny_config().data, RunDir(path).data)
   return path
 
 
@@ -112,12 +114,12 @@ def test_profile_summarises_the_trace(report):
   profile = report["profile"]
   assert os.path.isfile(profile["trace"]) and profile["op_events"] > 0
   shares = {c: v["share"] for c, v in profile["categories"].items()}
-  assert set(shares) == set(benchmark.CATEGORIES)
+  assert set(shares) == set(profiling.CATEGORIES)
   assert sum(shares.values()) == pytest.approx(1.0)
   assert shares["convolution"] + shares["dot"] > 0.05
   assert profile["op_s_per_step"] == pytest.approx(
       sum(v["s_per_step"] for v in profile["categories"].values()))
-  assert profile["top_ops"] and all(o["category"] in benchmark.CATEGORIES
+  assert profile["top_ops"] and all(o["category"] in profiling.CATEGORIES
                                     for o in profile["top_ops"])
 
 
@@ -139,7 +141,7 @@ def test_command_line_with_native_convolutions(workdir, report):
 
 def test_rgb_batch_has_the_records_layout(workdir):
   config = tiny_config()
-  source = datasets.prepare(config.data, workdir).source("train")
+  source = datasets.prepare(config.data, RunDir(workdir).data).source("train")
   specs = benchmark.example_specs(source, modalities=("rgb",), skeleton_stream="joint",
                                   num_threads=1, prefetch=1)
   mesh = parallel.make_mesh()
@@ -171,7 +173,7 @@ def test_peak_table_resolves_known_kinds(kind, dtype, tflops):
 
 def test_peak_table_explains_missing_figures():
   unknown = hardware.lookup("NVIDIA GeForce RTX 9999", "bfloat16")
-  assert unknown.flops_per_s is None and "not in amfi_jax.hardware.ACCELERATORS" in unknown.source
+  assert unknown.flops_per_s is None and "not in amfi_jax.tools.hardware.ACCELERATORS" in unknown.source
   no_bf16 = hardware.lookup("Tesla V100-PCIE-16GB", "bfloat16")
   assert no_bf16.flops_per_s is None and "V100 PCIe has no bf16" in no_bf16.source
   assert hardware.lookup("NVIDIA A100-SXM4-80GB", "float32", full_f32=True).flops_per_s == 19.5e12
@@ -253,7 +255,7 @@ def test_trace_summary_counts_own_time_by_category():
             _op("norm_fusion", 40, 10), _op("while.1", 60, 30), _op("dot.3", 65, 20),
             _op("copy.2", 10, 10, tid=2), _op("conv_fusion", 0, 500, module="jit_other"),
             {"ph": "X", "pid": 1, "tid": 1, "ts": 0, "dur": 99, "name": "PjitFunction"}]
-  summary = benchmark.summarize_trace({"traceEvents": events}, HLO, "jit_step", steps=2)
+  summary = profiling.summarize_trace({"traceEvents": events}, HLO, "jit_step", steps=2)
   seconds = {c: v["s_per_step"] * 1e6 for c, v in summary["categories"].items()}
   assert seconds == pytest.approx({"convolution": 20, "dot": 10, "reduce": 5, "fusion": 5,
                                    "copy": 5, "other": 5})
@@ -263,5 +265,5 @@ def test_trace_summary_counts_own_time_by_category():
 
 
 def test_loops_with_arithmetic_are_flagged():
-  assert benchmark.loops_with_arithmetic(HLO)
-  assert not benchmark.loops_with_arithmetic(HLO.replace("dot(%v, %v)", "add(%v, %v)"))
+  assert profiling.loops_with_arithmetic(HLO)
+  assert not profiling.loops_with_arithmetic(HLO.replace("dot(%v, %v)", "add(%v, %v)"))

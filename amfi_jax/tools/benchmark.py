@@ -2,18 +2,18 @@ r"""How fast one training stage runs here: compile time, step time, FLOP/s again
 peak, memory, the input pipeline alone, and where the step's time goes.
 
   # The paper's shapes on the embedded dataset (generated under --workdir on first use):
-  python -m amfi_jax.benchmark --config=configs/fusion.py --stage=rgb --batch_size=32 \
+  python -m amfi_jax.tools.benchmark --config=configs/fusion.py --stage=rgb --batch_size=32 \
       --config.data.embedded.clip_length=16 --config.data.embedded.image_size=112 \
       --config.data.embedded.max_frames=300
   # A prepared NTU dataset; the demo's tiny model with native convolutions, profiled:
-  python -m amfi_jax.benchmark --config=configs/fusion.py --stage=skeleton \
+  python -m amfi_jax.tools.benchmark --config=configs/fusion.py --stage=skeleton \
       --config.data.dataset=ntu_rgbd/ntu60_xsub --config.data.data_dir=DIR
-  python -m amfi_jax.benchmark --config=configs/fusion.py:demo --stage=fusion \
+  python -m amfi_jax.tools.benchmark --config=configs/fusion.py:demo --stage=fusion \
       --conv_impl=native --profile_dir=/tmp/amfi_profile
 
 Prints ONE JSON object on stdout (logs go to stderr), from process 0 when several processes
 measure one global step (the multi-process flags are `amfi_jax.main`'s). The model, optimiser, state and train step
-are built by the training loop's own code (`loop.setup_stage`, `init_state`, `make_train_step`);
+are built by the training loop's own code (`stage_setup.setup_stage`, `init_state`, `make_train_step`);
 the step is timed on synthetic device-resident batches with the exact shapes and dtypes of the
 stage's real batches, sharded like them, so compute is measured apart from input. The input
 pipeline (`pipeline.train_dataset` on the configured dataset; with none, the embedded one, built
@@ -35,27 +35,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
-import gzip
 import json
-import os
-import re
 import resource
 import statistics
 import sys
 import time
-from collections import defaultdict
 
 import jax
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amfi_jax import configlib, distributed, hardware, parallel, run_context
-from amfi_jax.data import datasets, pipeline, throughput
-from amfi_jax.models import STAGES
+from amfi_jax import configlib, distributed, parallel
+from amfi_jax import workdir as workdir_lib
+from amfi_jax.data import datasets, pipeline
 from amfi_jax.models import conv as conv_lib
-from amfi_jax.training import loop
+from amfi_jax.monitoring import logs
+from amfi_jax.tools import hardware, profiling, throughput
+from amfi_jax.training import setup as stage_setup
 from amfi_jax.training.state import init_state
 from amfi_jax.training.steps import make_eval_step, make_train_step
 
@@ -78,8 +75,8 @@ class Options:
 
 def check_options(config, opts: Options, mesh) -> int:
   """Raises a ValueError naming the flag for unusable values; returns the global batch size."""
-  if opts.stage not in STAGES:
-    raise ValueError(f"--stage must be one of {list(STAGES)}, got {opts.stage!r}")
+  if opts.stage not in workdir_lib.STAGES:
+    raise ValueError(f"--stage must be one of {list(workdir_lib.STAGES)}, got {opts.stage!r}")
   if opts.conv_impl not in conv_lib.IMPLS:
     raise ValueError(f"--conv_impl must be one of {list(conv_lib.IMPLS)}, got {opts.conv_impl!r}")
   for name, low in (("steps", 1), ("warmup", 0), ("input_batches", 0), ("profile_steps", 1),
@@ -89,7 +86,7 @@ def check_options(config, opts: Options, mesh) -> int:
   batch_size = config.train[opts.stage].batch_size if opts.batch_size is None else opts.batch_size
   if batch_size < 1:
     raise ValueError(f"--batch_size must be ≥ 1, got {batch_size}")
-  loop.check_batch(batch_size, mesh, "--batch_size")
+  stage_setup.check_batch(batch_size, mesh, "--batch_size")
   return batch_size
 
 
@@ -101,8 +98,8 @@ def run(config, opts: Options, config_name: str = "") -> dict:
   config = config.copy_and_resolve_references()
   config.train[opts.stage].batch_size = batch_size
   with contextlib.redirect_stdout(sys.stderr):  # the generator's progress; stdout is the report
-    dataset = datasets.prepare(config.data, opts.workdir)
-  setup = loop.setup_stage(config, opts.stage, dataset, mesh)
+    dataset = datasets.prepare(config.data, workdir_lib.RunDir(opts.workdir).data)
+  setup = stage_setup.setup_stage(config, opts.stage, dataset, mesh)
   feed = dict(modalities=setup.stage.inputs, skeleton_stream=config.data.skeleton_stream,
               num_threads=config.data.num_threads, prefetch=config.data.prefetch)
   specs = example_specs(setup.train_source, **feed)
@@ -119,7 +116,7 @@ def run(config, opts: Options, config_name: str = "") -> dict:
   return report
 
 
-def measure(config, opts: Options, setup: loop.StageSetup, batch, mesh, rewrite: bool) -> dict:
+def measure(config, opts: Options, setup: stage_setup.StageSetup, batch, mesh, rewrite: bool) -> dict:
   """Compiles and times the train step and the forward-only eval step on `batch`; their FLOPs
   against the peak, memory, and (with `opts.profile_dir`) where the train step's time goes."""
   stage, layout, tx = setup.stage, setup.layout, setup.tx
@@ -143,7 +140,9 @@ def measure(config, opts: Options, setup: loop.StageSetup, batch, mesh, rewrite:
                                   statistics.median(train["times"]))
   out["memory"] = memory_report(train["compiled"], mesh)
   if opts.profile_dir:
-    out["profile"] = profile(train, state, batch, opts.profile_dir, opts.profile_steps)
+    out["profile"] = profiling.profile(
+        lambda: time_steps(train["compiled"], state, batch, 0, opts.profile_steps), train["hlo"],
+        opts.profile_dir, opts.profile_steps)
   return out
 
 
@@ -248,7 +247,7 @@ def step_report(train: dict, batch_size: int, peak: hardware.Peak, devices: int)
          "peak_flops_per_s": peak.flops_per_s, "peak_source": peak.source}
   achieved = out["achieved_flops_per_s"]
   out["fraction_of_peak"] = achieved / peak.flops_per_s if achieved and peak.flops_per_s else None
-  if loops_with_arithmetic(train["hlo"]):
+  if profiling.loops_with_arithmetic(train["hlo"]):
     out["flops_note"] = ("the compiled step runs convolutions or matrix products in while loops; "
                          "XLA's cost analysis counts a loop body once whatever its trip count, "
                          "so flops_per_step undercounts them")
@@ -291,205 +290,11 @@ def memory_report(compiled, mesh) -> dict:
   return out
 
 
-# ---- Where the time goes: a profiler trace, its XLA ops classified by the compiled HLO. ----
-
-CATEGORIES = ("convolution", "dot", "reduce", "fusion", "copy", "other")
-# Opcodes that only move or lay out data.
-_MOVEMENT = frozenset((
-    "copy", "transpose", "bitcast", "broadcast", "reshape", "slice", "dynamic-slice",
-    "dynamic-update-slice", "concatenate", "pad", "gather", "reverse", "iota", "parameter",
-    "constant", "tuple", "get-tuple-element", "copy-start", "copy-done"))
-_REDUCE = frozenset(("reduce", "reduce-window", "select-and-scatter"))
-_INDEXED = frozenset(("gather", "scatter"))
-_CONTAINERS = frozenset(("while", "call", "conditional"))  # run other computations' ops
-_INSTRUCTION = re.compile(r"^\s+(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*)$")
-_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
-_FUSION_CALLS = re.compile(r"\bcalls=%?([\w.\-]+)")
-_LOOP_BODY = re.compile(r"\bbody=%?([\w.\-]+)")
-_CUSTOM_TARGET = re.compile(r'custom_call_target="([^"]+)"')
-
-
-def _opcode(rest: str) -> str:
-  """The opcode of an instruction's right-hand side `SHAPE opcode(...)`; tuple shapes are
-  parenthesised and TPU layouts hold parentheses, so skip the shape by bracket depth."""
-  depth, i = 0, 0
-  while i < len(rest):
-    ch = rest[i]
-    if ch in "({[":
-      depth += 1
-    elif ch in ")}]":
-      depth -= 1
-    elif ch == " " and depth == 0:
-      break
-    i += 1
-  match = re.match(r"\s*([\w\-]+)\(", rest[i:])
-  return match.group(1) if match else ""
-
-
-def parse_hlo(hlo: str) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]:
-  """({instruction: (opcode, rest of line)}, {computation: [its instructions]})."""
-  instructions, computations, current = {}, defaultdict(list), None
-  for line in hlo.splitlines():
-    if not line.startswith(" "):
-      header = _COMPUTATION.match(line)
-      current = header.group(1) if header else None
-      continue
-    match = _INSTRUCTION.match(line)
-    if match and current is not None:
-      name, rest = match.groups()
-      instructions[name] = (_opcode(rest), rest)
-      computations[current].append(name)
-  return instructions, dict(computations)
-
-
-def _opcodes(name: str, instructions, computations) -> set[str]:
-  """The instruction's opcode, plus those inside it if it is a fusion (recursively)."""
-  opcode, rest = instructions.get(name, ("", ""))
-  found = {opcode}
-  if opcode == "custom-call":
-    target = _CUSTOM_TARGET.search(rest)
-    target = target.group(1).lower() if target else ""
-    if "conv" in target:
-      found.add("convolution")
-    elif any(t in target for t in ("gemm", "matmul", "cublas")):
-      found.add("dot")
-  if opcode == "fusion":
-    for called in _FUSION_CALLS.findall(rest):
-      for inner in computations.get(called, ()):
-        found |= _opcodes(inner, instructions, computations)
-  return found
-
-
-def categorize(name: str, instructions, computations) -> str:
-  """convolution / dot (anything containing one) ▸ reduce (e.g. BatchNorm statistics) ▸ copy
-  (data movement only, or a gather / scatter with its index arithmetic) ▸ fusion (other fused
-  elementwise work) ▸ other (loops, calls, sorts, collectives…)."""
-  ops = _opcodes(name, instructions, computations)
-  if "convolution" in ops:
-    return "convolution"
-  if "dot" in ops:
-    return "dot"
-  if ops & _REDUCE:
-    return "reduce"
-  if ops - {"fusion"} <= _MOVEMENT or ops & _INDEXED:
-    return "copy"
-  return "fusion" if "fusion" in ops else "other"
-
-
-def loops_with_arithmetic(hlo: str) -> bool:
-  """Whether a while loop's body holds convolutions or matrix products (other loops, such as
-  the random-key split's, hold next to no FLOPs)."""
-  instructions, computations = parse_hlo(hlo)
-  for opcode, rest in instructions.values():
-    body = _LOOP_BODY.search(rest) if opcode == "while" else None
-    if body and any(categorize(op, instructions, computations) in ("convolution", "dot")
-                    for op in computations.get(body.group(1), ())):
-      return True
-  return False
-
-
-def profile(train: dict, state, batch, directory: str, steps: int) -> dict:
-  """Traces `steps` train steps and summarises the trace's XLA ops by category; the step's HLO
-  is saved next to the trace, so the trace can be read again against it."""
-  directory = os.path.abspath(directory)
-  existing = set(glob.glob(os.path.join(directory, "plugins", "profile", "*")))
-  start = time.perf_counter()
-  with jax.profiler.trace(directory, create_perfetto_trace=True):
-    time_steps(train["compiled"], state, batch, 0, steps)
-  wall = time.perf_counter() - start
-  runs = sorted(set(glob.glob(os.path.join(directory, "plugins", "profile", "*"))) - existing)
-  traces = glob.glob(os.path.join(runs[-1], "*perfetto_trace.json.gz")) if runs else []
-  if not traces:
-    return {"trace": None, "error": f"no perfetto trace written under {directory}"}
-  hlo_path = os.path.join(runs[-1], "train_step.hlo.txt")
-  with open(hlo_path, "w") as f:
-    f.write(train["hlo"])
-  with gzip.open(traces[0], "rt") as f:
-    events = json.load(f)
-  module = re.match(r"HloModule\s+([\w.\-]+)", train["hlo"])
-  summary = summarize_trace(events, train["hlo"], module.group(1) if module else None, steps)
-  return {"trace": traces[0], "hlo": hlo_path, "steps": steps, "wall_s_per_step": wall / steps,
-          **summary}
-
-
-_END = "end: "  # XLA CPU's thunk executor marks an op's completion with an event `end: <op>`
-
-
-def _spans(ops: list[dict], events: list[dict]) -> list[tuple[dict, float, float]]:
-  """(event, start, end) per op execution. XLA CPU's asynchronous thunks (native convolutions
-  on the Eigen pool, for one) return long before their work is done: their event lasts
-  microseconds, their `end: <op>` event comes when the work completes. Ops without one end
-  with their event."""
-  ends = defaultdict(list)
-  for e in events:
-    if e.get("ph") == "X" and e.get("name", "").startswith(_END):
-      ends[e["name"][len(_END):]].append(float(e["ts"]))
-  for times in ends.values():
-    times.sort()
-  used = defaultdict(int)
-  out = []
-  for e in sorted(ops, key=lambda e: float(e["ts"])):
-    name, start = e["args"]["hlo_op"], float(e["ts"])
-    end, times, i = start + float(e["dur"]), ends.get(name, ()), used[name]
-    while i < len(times) and times[i] < start:
-      i += 1
-    if i < len(times):
-      end, i = max(end, times[i]), i + 1
-    used[name] = i
-    out.append((e, start, end))
-  return out
-
-
-def _own_times(spans, containers: set[str]) -> list[tuple[dict, float]]:
-  """Each op's time; a loop's or call's without the ops nested in it on its thread (its body's
-  ops have events of their own), so nothing counts twice. Only containers lose nested time: an
-  asynchronous op's span overlaps later ops without containing them."""
-  own = {id(e): end - start for e, start, end in spans}
-  by_thread = defaultdict(list)
-  for span in spans:
-    by_thread[(span[0].get("pid"), span[0].get("tid"))].append(span)
-  for thread in by_thread.values():
-    open_containers: list[tuple[float, dict]] = []
-    for e, start, end in sorted(thread, key=lambda s: (s[1], -s[2])):
-      while open_containers and open_containers[-1][0] <= start:
-        open_containers.pop()
-      if open_containers and end <= open_containers[-1][0]:
-        own[id(open_containers[-1][1])] -= end - start
-      if e["args"]["hlo_op"] in containers:
-        open_containers.append((end, e))
-  return [(e, own[id(e)]) for e, _, _ in spans]
-
-
-def summarize_trace(trace: dict | list, hlo: str, module: str | None, steps: int) -> dict:
-  """Seconds per step and shares by op category, and the costliest ops, from a perfetto/Chrome
-  JSON trace. Only complete events naming an XLA op (`args.hlo_op`) of `module` count. An op's
-  time runs from its start to its completion; independent ops run concurrently (XLA CPU's
-  thunk executor uses every core), so the sum can exceed the wall time."""
-  events = trace["traceEvents"] if isinstance(trace, dict) else trace
-  ops = [e for e in events if e.get("ph") == "X" and "hlo_op" in e.get("args", {})
-         and (module is None or e["args"].get("hlo_module") == module)]
-  instructions, computations = parse_hlo(hlo)
-  containers = {n for n, (opcode, _) in instructions.items() if opcode in _CONTAINERS}
-  by_category, by_op = defaultdict(float), defaultdict(float)
-  for event, own_us in _own_times(_spans(ops, events), containers):
-    name = event["args"]["hlo_op"]
-    by_category[categorize(name, instructions, computations)] += own_us * 1e-6 / steps
-    by_op[name] += own_us * 1e-6 / steps
-  total = sum(by_category.values())
-  top = sorted(by_op.items(), key=lambda kv: -kv[1])[:10]
-  return {"op_events": len(ops), "op_s_per_step": total,
-          "categories": {c: {"s_per_step": by_category[c],
-                             "share": by_category[c] / total if total else 0.0}
-                         for c in CATEGORIES},
-          "top_ops": [{"op": n, "category": categorize(n, instructions, computations),
-                       "s_per_step": s} for n, s in top]}
-
-
 # ---- Command line ----
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py[:variant]).",
                                           lock_config=True)
-_STAGE = flags.DEFINE_enum("stage", None, STAGES, "The stage whose train step to measure.")
+_STAGE = flags.DEFINE_enum("stage", None, workdir_lib.STAGES, "The stage whose train step to measure.")
 _BATCH = flags.DEFINE_integer("batch_size", None,
                               "Global batch size; default config.train.<stage>.batch_size.")
 _STEPS = flags.DEFINE_integer("steps", Options.steps, "Timed steps after the warm-up.")
@@ -521,7 +326,7 @@ def options_from_flags() -> Options:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  run_context.quiet_library_logs()
+  logs.quiet_library_logs()
   distributed.start(_DISTRIBUTED_SETTINGS)
   config, opts = _CONFIG.value, options_from_flags()
   try:

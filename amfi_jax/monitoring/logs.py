@@ -1,12 +1,8 @@
-"""Rebuilding a finished run from its workdir (for `evaluate` and `predict`)."""
+"""Console logging of the command-line entry points."""
 
 from __future__ import annotations
 
 import logging as py_logging
-
-import ml_collections
-
-from amfi_jax.training import loop
 
 # Libraries whose INFO lines drown the training log (Orbax logs every file it writes).
 _QUIET_LOGGERS = ("orbax", "tensorflow_datasets", "array_record", "grain")
@@ -26,11 +22,3 @@ def quiet_library_logs() -> None:
   """Installs the filter on absl's handler (all absl logging goes through it)."""
   from absl import logging as absl_logging
   absl_logging.get_absl_handler().addFilter(_QuietLibraries())
-
-
-def load_run(workdir: str) -> tuple[ml_collections.ConfigDict, dict]:
-  """The config (locked) and the run info written when `workdir` was trained."""
-  info = loop.read_run_info(workdir)
-  config = ml_collections.ConfigDict(info["config"])
-  config.lock()
-  return config, info

@@ -9,10 +9,8 @@ import re
 import numpy as np
 import scipy.io
 
-from amfi_jax.data import video
+from amfi_jax.data.readers import video
 from amfi_jax.data.errors import DataFormatError
-from amfi_jax.data.skeleton_preprocess import pre_normalize, select_xyz
-from amfi_jax.models.graphs import UTD_MHAD
 
 NUM_ACTIONS = 27
 NUM_SUBJECTS = 8
@@ -152,23 +150,3 @@ def read_color_video(path: str | os.PathLike, k: int,
                      size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
   """K frames at equal intervals of a `*_color.avi` (640x480); see video.read_video_frames."""
   return video.read_video_frames(path, k, size=size)
-
-
-def preprocess_utd_skeleton(xyz: np.ndarray, max_frames: int = MAX_FRAMES) -> np.ndarray:
-  """A UTD-MHAD skeleton as AGCN input, prepared exactly like an NTU one (one person).
-
-  The sequence is placed at the start of `max_frames` zero frames (longer ones are truncated),
-  then `pre_normalize` with the UTD-MHAD graph fills the tail by repetition, centres on the
-  spine and rotates hip-centre -> spine onto +z and left -> right shoulder onto +x.
-
-  Args:
-    xyz: (T, 20, 3), e.g. from read_skeleton_mat.
-
-  Returns:
-    float32 (3, max_frames, 20, 1).
-  """
-  xyz = np.asarray(xyz)
-  if xyz.ndim != 3 or xyz.shape[1:] != (NUM_JOINTS, 3):
-    raise ValueError(f"expected (T, {NUM_JOINTS}, 3) joints, got shape {xyz.shape}")
-  selected = select_xyz(xyz[:, None], max_frames=max_frames, num_persons=1, max_bodies=1)
-  return pre_normalize(selected[None], UTD_MHAD)[0]

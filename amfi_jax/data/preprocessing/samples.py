@@ -1,0 +1,122 @@
+"""One raw sample → stored features → model input, in one place for builders, pipeline and predict.
+
+Two steps, because the builders store what is expensive and fixed (decoded, cropped clips;
+normalised joints) while what a run may choose (joints alone or joints + bones) is derived when a
+record is read:
+  read_ntu_sample / read_utd_sample  raw files → the features a dataset record stores
+  model_input                        stored features → the arrays a model consumes
+`amfi_jax.predict` chains the two on a user's raw files, so a prediction sees exactly what
+training saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from amfi_jax.data.errors import DataFormatError
+from amfi_jax.data.preprocessing import clips, skeletons
+from amfi_jax.data.readers import ntu_skeleton, utd_mhad, video
+from amfi_jax.models import graphs
+
+MODALITIES = ("rgb", "depth", "skeleton")
+SKELETON_STREAMS = ("joint", "joint_bone")
+# The record features that hold each modality (`clip` in NTU builds, `rgb` in UTD-MHAD ones).
+FEATURES = {"rgb": ("clip", "rgb"), "depth": ("depth",), "skeleton": ("skeleton",)}
+
+
+def load_clip(video_path: str, seq: ntu_skeleton.SkeletonSequence, *, clip_length: int,
+              crop_size: int, image_size: int) -> tuple[np.ndarray, int]:
+  """K equally spaced frames, cropped around the performers of `seq` and resized to S x S
+  (uint8), and the video's frame count."""
+  frames, total = video.read_video_frames(video_path, clip_length)
+  box = clips.crop_box(seq.color_xy, frames.shape[1:3], crop_size=crop_size)
+  clip = clips.crop_and_resize(frames, box, image_size)
+  return np.ascontiguousarray(clip, dtype=np.uint8), int(total)
+
+
+def read_ntu_sample(skeleton_path: str, video_path: str | None, *, max_frames: int,
+                    clip_length: int = 0, crop_size: int = 0, image_size: int = 0
+                    ) -> dict[str, np.ndarray]:
+  """The stored features of an NTU sample: `skeleton` (3, T, 25, 2) and `frame_count`; with a
+  video also `clip` (K, S, S, 3) uint8 and `video_frame_count`."""
+  seq = ntu_skeleton.read_skeleton(skeleton_path)
+  out = {"skeleton": np.asarray(skeletons.preprocess_ntu_skeleton(seq, max_frames=max_frames),
+                                np.float32),
+         "frame_count": np.int32(seq.num_frames)}
+  if video_path is not None:
+    clip, total = load_clip(video_path, seq, clip_length=clip_length, crop_size=crop_size,
+                            image_size=image_size)
+    out["clip"] = clip
+    out["video_frame_count"] = np.int32(total)
+  return out
+
+
+def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: int,
+                    clip_length: int, image_size: int, rgb_path: str | None = None
+                    ) -> dict[str, np.ndarray]:
+  """The stored features of a UTD-MHAD sample: `skeleton` (3, T, 20, 1), `frame_count`, with a
+  depth file `depth` (K, S, S, 1) in [0, 1] and `depth_frame_count`, with a colour video `rgb`
+  (K, S, S, 3) uint8 and `video_frame_count`."""
+  xyz = utd_mhad.read_skeleton_mat(skeleton_path)
+  if xyz.shape[0] > max_frames:
+    raise DataFormatError(skeleton_path, f"{xyz.shape[0]} frames exceed max_frames={max_frames}")
+  out = {"skeleton": np.asarray(skeletons.preprocess_utd_skeleton(xyz, max_frames), np.float32),
+         "frame_count": np.int32(xyz.shape[0])}
+  if depth_path is not None:
+    depth = utd_mhad.read_depth_mat(depth_path)
+    indices = video.sample_frame_indices(len(depth), clip_length)
+    out["depth"] = np.ascontiguousarray(clips.depth_crop(depth, image_size)[indices],
+                                        dtype=np.float32)
+    out["depth_frame_count"] = np.int32(len(depth))
+  if rgb_path is not None:
+    frames, total = video.read_video_frames(rgb_path, clip_length)
+    height, width = frames.shape[1:3]
+    # No colour-space joint coordinates in UTD-MHAD, and the subject stands centred in the
+    # 640x480 view: take the central full-height square.
+    side = min(height, width)
+    box = ((height - side) // 2, (width - side) // 2, side)
+    out["rgb"] = np.ascontiguousarray(clips.crop_and_resize(frames, box, image_size),
+                                      dtype=np.uint8)
+    out["video_frame_count"] = np.int32(total)
+  return out
+
+
+def graph_for(num_joints: int) -> graphs.SkeletonGraph:
+  """The skeleton layout a joint count identifies: NTU 25, UTD-MHAD 20."""
+  for graph in graphs.GRAPHS.values():
+    if graph.num_joints == num_joints:
+      return graph
+  raise ValueError(f"no skeleton graph with V={num_joints} joints")
+
+
+def skeleton_input(joints: np.ndarray, skeleton_stream: str,
+                   graph: graphs.SkeletonGraph | None = None) -> np.ndarray:
+  """(3, T, V, M) stored joints → the skeleton stream's (C, T, V, M) float32 input: the joints,
+  or joints then bones (C = 6) for `joint_bone`."""
+  if skeleton_stream not in SKELETON_STREAMS:
+    raise ValueError(f"skeleton_stream must be one of {SKELETON_STREAMS}, got "
+                     f"{skeleton_stream!r}")
+  joints = np.asarray(joints, np.float32)
+  if skeleton_stream == "joint":
+    return joints
+  graph = graph or graph_for(joints.shape[-2])
+  return np.concatenate([joints, skeletons.joints_to_bones(joints, graph)], axis=0)
+
+
+def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton_stream: str,
+                graph: graphs.SkeletonGraph | None = None) -> dict[str, np.ndarray]:
+  """Stored features (a dataset record or `read_*_sample`'s output) → {modality: model input}:
+  `rgb` uint8 (K, S, S, 3), `depth` float32 (K, S, S, 1), `skeleton` float32 (C, T, V, M)."""
+  out = {}
+  for modality in modalities:
+    value = next(features[f] for f in FEATURES[modality] if f in features)
+    if modality == "skeleton":
+      out["skeleton"] = skeleton_input(value, skeleton_stream, graph)
+    elif modality == "rgb":
+      out["rgb"] = np.asarray(value, np.uint8)
+    else:
+      out["depth"] = np.asarray(value, np.float32)
+  return out

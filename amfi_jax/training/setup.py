@@ -1,0 +1,137 @@
+"""Building a stage from its config: definition, durations, optimiser, state layout, weights.
+
+Shared by the loop, `evaluate`, `predict` and the benchmark, so each rebuilds a stage the way
+training built it. `restore_weights` rebuilds only the model, for inference: no training split,
+no optimiser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+from absl import logging
+from flax import nnx
+from jax.sharding import Mesh
+
+from amfi_jax import parallel, weights, workdir as workdir_lib
+from amfi_jax.data import datasets, pipeline
+from amfi_jax.models import build_model
+from amfi_jax.training import optim
+from amfi_jax.training.checkpoints import StageCheckpoints
+from amfi_jax.training.stages import Stage, make_stage
+from amfi_jax.training.state import StateLayout, state_layout
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSetup:
+  """The static parts of a stage: its definition, durations, optimiser and state layout."""
+
+  stage: Stage
+  scfg: object
+  schedule: optim.Schedule
+  tx: object
+  build: object
+  layout: StateLayout
+  train_source: object
+  select_split: str
+
+
+def setup_stage(config, name: str, dataset: datasets.Dataset, mesh: Mesh) -> StageSetup:
+  stage = make_stage(name, config)
+  scfg = config.train[name]
+  train_split, select_split = pipeline.selection_splits(config.data.select_on)
+  train_source = dataset.source(train_split)
+  schedule = optim.resolve_schedule(scfg, len(train_source), name)
+  tx = optim.make_optimizer(scfg, schedule, name)
+  build = lambda: build_model(config.model, name, seed=config.seed)
+  layout = state_layout(build, stage, tx, mesh, parallel.config_rules(config.mesh))
+  return StageSetup(stage, scfg, schedule, tx, build, layout, train_source, select_split)
+
+
+def check_batch(batch_size: int, mesh: Mesh, field: str) -> None:
+  data = mesh.shape["data"]
+  if batch_size % data or batch_size % jax.process_count():
+    raise ValueError(f"{field}={batch_size} must be divisible by the mesh's data axis ({data}) "
+                     f"and the {jax.process_count()} processes")
+
+
+def best_step(run: workdir_lib.RunDir, name: str) -> int:
+  ckpts = StageCheckpoints(run.stage(name).checkpoints, keep_latest=1)
+  try:
+    best = ckpts.best_step()
+  finally:
+    ckpts.close()
+  if best is None:
+    raise FileNotFoundError(f"No evaluated checkpoint of stage {name!r} in "
+                            f"{run.stage(name).checkpoints}; train it first")
+  return best
+
+
+def restore_best(run: workdir_lib.RunDir, setup: StageSetup):
+  """The whole train state of the best checkpoint of a finished (or interrupted) stage, and its
+  step."""
+  step = best_step(run, setup.stage.name)
+  ckpts = StageCheckpoints(run.stage(setup.stage.name).checkpoints, keep_latest=1)
+  try:
+    state = ckpts.restore(step, setup.layout.abstract, setup.layout.shardings)
+  finally:
+    ckpts.close()
+  return state, step
+
+
+def restore_weights(config, run: workdir_lib.RunDir, name: str, mesh: Mesh
+                    ) -> tuple[Stage, nnx.Module, int]:
+  """The stage's model with the best checkpoint's weights, in inference mode, and its step.
+
+  Only the model is rebuilt (abstractly, then filled from the checkpoint): no dataset split and
+  no optimiser, so this is what inference pays.
+  """
+  stage = make_stage(name, config)
+  abstract_model = nnx.eval_shape(lambda: build_model(config.model, name, seed=config.seed))
+  graphdef, params, frozen = nnx.split(abstract_model, stage.trainable, ...)
+  abstract = {"params": nnx.to_pure_dict(params), "frozen": nnx.to_pure_dict(frozen)}
+  rules = parallel.config_rules(config.mesh)
+  shardings = {"params": parallel.variable_shardings(params, mesh, rules),
+               "frozen": parallel.variable_shardings(frozen, mesh, rules)}
+  step = best_step(run, name)
+  ckpts = StageCheckpoints(run.stage(name).checkpoints, keep_latest=1)
+  try:
+    restored = ckpts.restore_weights(step, abstract, shardings)
+  finally:
+    ckpts.close()
+  model = nnx.merge(graphdef, restored["params"], restored["frozen"], copy=True)
+  return stage, nnx.view(model, use_running_average=True), step
+
+
+def stream_loader(config, name: str, run: workdir_lib.RunDir):
+  """A function filling stream weights into a new model of stage `name`, or None (from scratch).
+
+  Sources: `config.init_from.<stream>` (e.g. converted weights), else, for the streams the stage
+  loads (`workdir.streams_loaded_by`), this run's `best_stream/` of that stream's stage.
+  """
+  sources = {}
+  for stream in workdir_lib.STREAM_STAGES:
+    if name != stream and stream not in workdir_lib.streams_loaded_by(name):
+      continue
+    path = config.init_from[stream]
+    if not path and stream in workdir_lib.streams_loaded_by(name):
+      path = run.stage(stream).best_stream
+      if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"The {name} stage needs the trained {stream} stream: {path} does not exist. Run "
+            f"the {stream} stage first (config.stages) or set config.init_from.{stream}")
+    if path:
+      sources[stream] = path
+  if not sources:
+    return None
+
+  def load(model: nnx.Module):
+    for stream, path in sources.items():
+      target = model if name == stream else getattr(model, stream)
+      skipped = weights.load_stream(path, target)
+      logging.info("Loaded %s stream from %s%s", stream, path,
+                   f" (new classifier: {skipped})" if skipped else "")
+
+  return load

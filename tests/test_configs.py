@@ -1,0 +1,113 @@
+"""Every config file with every variant it documents: valid, and its model takes the dataset's
+inputs (abstractly, at full size)."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from amfi_jax import configlib
+from amfi_jax.data.builders import utd_mhad_builder
+from amfi_jax.models import build_model
+from amfi_jax.training.stages import make_stage
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILES = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
+
+
+def _module(path):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _cases():
+  for path in CONFIG_FILES:
+    module = _module(path)
+    name = os.path.basename(path)
+    yield pytest.param(module, None, id=f"{name}")
+    for variant in module.VARIANTS:
+      example = configlib.VARIANTS[variant][1]
+      arg = variant if example is None else f"{variant}={example}"
+      yield pytest.param(module, arg, id=f"{name}:{arg}")
+    if "demo" in module.VARIANTS and "bones" in module.VARIANTS:
+      yield pytest.param(module, "demo,bones", id=f"{name}:demo,bones")
+
+
+def _input_shapes(config) -> dict[str, tuple[int, ...]]:
+  """One example's input shapes as the configured dataset stores them."""
+  d, m = config.data, config.model
+  channels = configlib.SKELETON_STREAM_CHANNELS[d.skeleton_stream]
+  if d.dataset.startswith("utd_mhad"):
+    built = utd_mhad_builder.UtdMhadConfig(name="defaults")
+    k, s, t, v = built.clip_length, built.image_size, built.max_frames, 20
+  else:
+    assert not d.dataset, f"no shapes known for {d.dataset!r}"
+    e = d.embedded
+    k, s, t, v = e.clip_length, e.image_size, e.max_frames, 25
+  rgb_channels = configlib.RGB_STREAM_CHANNELS[d.rgb_modality]
+  return {d.rgb_modality: (k, s, s, rgb_channels),
+          "skeleton": (channels, t, v, m.skeleton.num_persons)}
+
+
+def test_every_variant_is_named_in_configlib():
+  for path in CONFIG_FILES:
+    assert set(_module(path).VARIANTS) <= set(configlib.VARIANTS), path
+
+
+@pytest.mark.parametrize("module,arg", list(_cases()))
+def test_config_validates_and_its_model_takes_the_datasets_inputs(module, arg):
+  config = module.get_config(arg)
+  configlib.validate(config)
+  shapes = _input_shapes(config)
+  for name in config.stages:
+    stage = make_stage(name, config)
+    batch = {k: jax.ShapeDtypeStruct((2,) + shapes[k], jnp.float32) for k in stage.inputs}
+
+    def forward(batch, name=name, stage=stage):
+      model = build_model(config.model, name)
+      return stage.forward(nnx.view(model, use_running_average=True), batch).logits
+
+    logits = jax.eval_shape(forward, batch)
+    assert logits.shape == (2, config.model.num_classes), (name, arg)
+
+
+def test_bones_sets_stream_and_channels_together():
+  config = configlib.make_config(("skeleton",), "bones", ("bones",))
+  assert config.data.skeleton_stream == "joint_bone"
+  assert config.model.skeleton.in_channels == 6
+
+
+@pytest.mark.parametrize("field,value,named", [
+    ("model.skeleton.in_channels", 6, ("config.data.skeleton_stream", "config.model.skeleton.in_channels")),
+    ("data.skeleton_stream", "joint_bone", ("config.data.skeleton_stream", "config.model.skeleton.in_channels")),
+    ("data.rgb_modality", "depth", ("config.data.rgb_modality", "config.model.rgb.in_channels")),
+    ("model.rgb.in_channels", 1, ("config.data.rgb_modality", "config.model.rgb.in_channels")),
+])
+def test_validate_names_both_fields_of_an_inconsistent_pair(field, value, named):
+  config = configlib.base_config(("skeleton",))
+  section, key = field.rsplit(".", 1)
+  target = config
+  for part in section.split("."):
+    target = target[part]
+  target[key] = value
+  with pytest.raises(ValueError) as e:
+    configlib.validate(config)
+  for name in named:
+    assert name in str(e.value)
+
+
+@pytest.mark.parametrize("arg,message", [
+    ("bones=yes", "takes no value"), ("fusion", "needs a value"), ("lambda=x", "not a number"),
+    ("nonsense", "Unknown config variant"),
+])
+def test_malformed_variants_raise_naming_them(arg, message):
+  with pytest.raises(ValueError, match=message):
+    configlib.make_config(("fusion",), arg, ("bones", "fusion", "lambda"))

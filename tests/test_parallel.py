@@ -1,0 +1,84 @@
+"""The logical-axis rules of `config.mesh.rules` reach the activations of the traced step."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from amfi_jax import configlib, parallel
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One train step of the demo skeleton stream on a 4×2 mesh of 8 CPU devices, under the default
+# rules and with activation channels sharded over `model`.
+SCRIPT = r"""
+import json
+import jax, numpy as np
+from amfi_jax import configlib, parallel
+from amfi_jax.models import build_model
+from amfi_jax.training import optim
+from amfi_jax.training.stages import make_stage
+from amfi_jax.training.state import init_state, state_layout
+from amfi_jax.training.steps import make_train_step
+
+config = configlib.make_config(("skeleton",), "demo", ("demo",))
+stage = make_stage("skeleton", config)
+tx = optim.make_optimizer(config.train.skeleton,
+                          optim.resolve_schedule(config.train.skeleton, 64, "skeleton"), "skeleton")
+mesh = parallel.make_mesh(4, 2)
+rng = np.random.default_rng(0)
+batch = {"skeleton": rng.normal(size=(8, 6, 16, 25, 2)).astype(np.float32),
+         "label": rng.integers(0, 8, 8).astype(np.int32)}
+build = lambda: build_model(config.model, "skeleton")
+out = {}
+for name, table in (("default", dict(config.mesh.rules)),
+                    ("channels", {**config.mesh.rules, "channels": "model"})):
+  layout = state_layout(build, stage, tx, mesh, parallel.rules_from(table))
+  state = init_state(build, stage, tx, layout, 0)
+  step = make_train_step(stage, layout, tx)
+  placed = jax.device_put(batch, parallel.batch_sharding(mesh))
+  constraints = [line for line in step.lower(state, placed).as_text().splitlines()
+                 if "sharding_constraint" in line]
+  _, metrics = step(state, placed)
+  out[name] = {"loss": float(metrics["loss"]), "constraints": len(constraints),
+               "over_model": sum('{"model"}]' in c for c in constraints)}
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_channel_rule_constrains_activations_and_keeps_the_loss():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  out = json.loads(done.stdout.split("RESULT", 1)[1])
+  default, channels = out["default"], out["channels"]
+  # One constraint per AGCN unit boundary, in both programs; only the channel rule names `model`
+  # on the channel axis.
+  assert default["constraints"] > 0 and default["over_model"] == 0
+  assert channels["constraints"] == default["constraints"]
+  assert channels["over_model"] == channels["constraints"]
+  assert channels["loss"] == pytest.approx(default["loss"], rel=1e-5)
+
+
+def test_constrain_is_a_no_op_outside_a_traced_step():
+  import numpy as np
+  x = np.ones((2, 3))
+  assert parallel.constrain(x, parallel.BATCH, parallel.CHANNELS) is x
+
+
+@pytest.mark.parametrize("table,message", [
+    ({"colour": "data"}, "unknown logical axes"),
+    ({"channels": "pipeline"}, r"config.mesh.rules.channels='pipeline'"),
+])
+def test_bad_rules_name_the_field(table, message):
+  config = configlib.base_config(("rgb",))
+  config.mesh.rules = table
+  with pytest.raises(ValueError, match=message):
+    configlib.validate(config)
+
