@@ -11,6 +11,7 @@ from __future__ import annotations
 import ml_collections
 
 from amfi_jax import parallel
+from amfi_jax.data.pipeline import PROTOCOLS
 from amfi_jax.data.preprocessing.samples import SKELETON_STREAMS
 from amfi_jax.models.agcn import parse_layers
 from amfi_jax.models.graphs import GRAPHS
@@ -19,7 +20,6 @@ from amfi_jax.models.resnet3d import INPUT_NORMALIZATIONS
 from amfi_jax.workdir import STAGES
 
 
-SELECT_ON = ("validation", "test")
 SKELETON_STREAM_CHANNELS = {"joint": 3, "joint_bone": 6}
 RGB_STREAM_CHANNELS = {"rgb": 3, "depth": 1}
 
@@ -61,10 +61,25 @@ def data_config() -> ml_collections.ConfigDict:
       # `data_dir`, or the directory of a prepared dataset version.
       "dataset": "",
       "data_dir": "",
-      "select_on": "validation",  # model selection split: validation (honest) | test (paper)
+      # Raw files to build `dataset` from when it is not built yet in `data_dir` (default: the
+      # run's data/ directory), e.g. ../shared/data/utd_mhad.
+      "manual_dir": "",
+      # final | validation | test (`pipeline.PROTOCOLS`): which subjects train, what selects the
+      # reported checkpoint.
+      "protocol": "validation",
       "skeleton_stream": "joint",  # joint | joint_bone (needs model.skeleton.in_channels = 6)
       "rgb_modality": "rgb",  # rgb | depth (UTD-MHAD; needs model.rgb.in_channels = 1)
       "augment": True,  # rotation / flip / scaling of clips in training (SPEC §3.3)
+      # Skeleton augmentation in training (`preprocessing.skeleton_augment`), applied on the host
+      # and deterministic per seed. Off by default: the 2s-AGCN reference trains without it.
+      "skeleton_augment": {
+          "enabled": False,
+          "rotate": (10.0, 10.0, 30.0),  # ± degrees about x, y, z (z = the body's up axis)
+          "scale": 0.1,  # factors in 1 ± scale, per axis
+          "shear": 0.0,  # off-diagonal shear in ± shear
+          "crop": 0.8,  # temporal crop of 0.8–1 of the valid frames, resampled (0 = off)
+          "jitter": 0.0,  # Gaussian noise (metres) on every coordinate
+      },
       "num_threads": 4,
       "prefetch": 4,
       # The embedded dataset (used when `dataset` is ''): size of the generated NTU-format data
@@ -100,6 +115,7 @@ def stage_config(*, batch_size, num_epochs, learning_rate, weight_decay, decay_e
       "decay_epochs": tuple(float(e) for e in decay_epochs),  # learning rate × decay_factor at each
       "decay_factor": 0.1,
       "eval_every_epochs": 1.0,
+      "augment": True,  # the data augmentations of config.data apply in this stage
   })
 
 
@@ -128,6 +144,9 @@ def base_config(stages: tuple[str, ...]) -> ml_collections.ConfigDict:
   config.model = model_config()
   config.data = data_config()
   config.train = train_config()
+  # Frozen streams without augmentation: compute their features once and train the head on them
+  # (`training.feature_cache`); needs config.train.fusion.augment = False.
+  config.train.fusion.cache_features = False
   # Devices as a (data, model) mesh; `rules` map the models' logical axes onto it ('' = not
   # sharded), e.g. `--config.mesh.rules.channels=model` splits activations by channel.
   config.mesh = ml_collections.ConfigDict({"data": -1, "model": 1,
@@ -213,7 +232,12 @@ def skeleton_preset(config: ml_collections.ConfigDict, layers: str) -> None:
 
 def select_on_test(config: ml_collections.ConfigDict) -> None:
   """The paper's Algorithm 1: train on train+validation, select the checkpoint on test."""
-  config.data.select_on = "test"
+  config.data.protocol = "test"
+
+
+def protocol(config: ml_collections.ConfigDict, name: str) -> None:
+  """final | validation | test: which subjects train and what selects the checkpoint."""
+  config.data.protocol = name
 
 
 def utd_mhad(config: ml_collections.ConfigDict) -> None:
@@ -251,6 +275,7 @@ VARIANTS: dict[str, tuple] = {
     "association": (association, "elements"),
     "preset": (skeleton_preset, "reference"),
     "select_on_test": (select_on_test, None),
+    "protocol": (protocol, "final"),
     "utd_mhad": (utd_mhad, None),
 }
 
@@ -321,10 +346,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.model.skeleton.num_persons must be an integer ≥ 1, "
                      f"got {m.skeleton.num_persons!r}")
   d = config.data
-  check("data.select_on", d.select_on, SELECT_ON)
+  check("data.protocol", d.protocol, tuple(PROTOCOLS))
   check("data.skeleton_stream", d.skeleton_stream, SKELETON_STREAMS)
   check("data.rgb_modality", d.rgb_modality, tuple(RGB_STREAM_CHANNELS))
   # Fields that must agree: what the data pipeline feeds and what the model expects.
+  f = config.train.fusion
+  if f.cache_features and not m.fusion.freeze_backbones:
+    raise ValueError("config.train.fusion.cache_features needs frozen streams "
+                     "(config.model.fusion.freeze_backbones=True)")
+  if f.cache_features and f.augment:
+    raise ValueError("config.train.fusion.cache_features needs config.train.fusion.augment="
+                     "False: augmented inputs change the features every step")
   channels = SKELETON_STREAM_CHANNELS[d.skeleton_stream]
   if m.skeleton.in_channels != channels:
     raise ValueError(

@@ -67,18 +67,31 @@ def prepare(data_cfg, data_root: str) -> Dataset:
     builder = tfds.builder_from_directory(name)
   else:
     from amfi_jax.data.builders import utd_mhad_builder  # noqa: F401  registers `utd_mhad`
-    data_dir = data_cfg.data_dir or None
+    # A dataset built from config.data.manual_dir goes under the run's data/ unless a data_dir
+    # is given.
+    data_dir = data_cfg.data_dir or (os.path.join(data_root, "tfds") if data_cfg.manual_dir
+                                     else None)
     try:
       builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # tfds raises several types for unknown names / configs
       raise ValueError(f"config.data.dataset={name!r} is not a known dataset or a prepared "
                        f"dataset directory: {e}") from None
+    if not builder.is_prepared() and data_cfg.manual_dir:
+      if not os.path.isdir(data_cfg.manual_dir):
+        raise FileNotFoundError(f"config.data.manual_dir={data_cfg.manual_dir!r} is not a "
+                                "directory")
+      if jax.process_index() == 0:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=os.path.abspath(data_cfg.manual_dir)))
+      distributed.barrier(f"{name} built")
+      builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
       raise FileNotFoundError(
           f"config.data.dataset={name!r} is not built in config.data.data_dir="
           f"{data_cfg.data_dir or '(TFDS default)'}; build it first, e.g. "
           f"`python -m amfi_jax.data.build data_builders/{name.split('/')[0]} "
-          f"--config={name.split('/')[-1]} --manual_dir=RAW --data_dir=DIR`")
+          f"--config={name.split('/')[-1]} --manual_dir=RAW --data_dir=DIR`, or set "
+          "config.data.manual_dir=RAW to build it in the run")
   return Dataset(builder, _class_names(builder))
 
 

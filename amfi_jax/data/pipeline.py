@@ -38,7 +38,7 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from amfi_jax.data.preprocessing import clips, samples
+from amfi_jax.data.preprocessing import clips, samples, skeleton_augment
 from amfi_jax.models import graphs
 
 MODALITIES = samples.MODALITIES
@@ -47,18 +47,24 @@ SKELETON_STREAMS = samples.SKELETON_STREAMS
 _AUGMENTED = ("rgb", "depth")
 
 
-# Model selection: the honest default selects on held-out training performers / subjects; the
-# paper's Algorithm 1 trains on the whole training part and selects on the test split.
-SELECTION_SPLITS = {"validation": ("train", "validation"), "test": ("train+validation", "test")}
+# Evaluation protocols: (training split, checkpoint-selection split or None).
+#   final       the whole training part, a fixed schedule, the LAST checkpoint reported on test;
+#               test is never evaluated before the last step (most UTD-MHAD papers report this)
+#   validation  train on the training part minus held-out performers / subjects, select the best
+#               checkpoint on those (honest selection)
+#   test        the paper's Algorithm 1: the whole training part, best checkpoint on test
+#               (optimistic: the test split chooses the checkpoint)
+PROTOCOLS = {"final": ("train+validation", None), "validation": ("train", "validation"),
+             "test": ("train+validation", "test")}
 
 
-def selection_splits(select_on: str) -> tuple[str, str]:
-  """(training split, evaluation split) for `select_on` = 'validation' (default) or 'test'."""
+def selection_splits(protocol: str) -> tuple[str, str | None]:
+  """(training split, selection split or None for `final`) of an evaluation protocol."""
   try:
-    return SELECTION_SPLITS[select_on]
+    return PROTOCOLS[protocol]
   except KeyError:
-    raise ValueError(f"select_on must be one of {sorted(SELECTION_SPLITS)}, got {select_on!r}"
-                     ) from None
+    raise ValueError(f"config.data.protocol must be one of {list(PROTOCOLS)}, got "
+                     f"{protocol!r}") from None
 
 
 def open_source(dataset: str | os.PathLike | tfds.core.DatasetBuilder, split: str, *,
@@ -98,17 +104,35 @@ class _Select:
 
 @dataclasses.dataclass(frozen=True)
 class _Augment:
-  """Random clip augmentation (rotation / flip / scaling, SPEC §3.3) of image-like modalities."""
+  """Random augmentation in training: clips (rotation / flip / scaling, SPEC §3.3) of image-like
+  modalities when `clips_on`, skeletons (`skeleton_augment.augment`) when `skeleton_kwargs`."""
 
-  augment_kwargs: tuple[tuple[str, Any], ...] = ()
+  clip_kwargs: tuple[tuple[str, Any], ...] = ()
+  clips_on: bool = True
+  skeleton_kwargs: tuple[tuple[str, Any], ...] | None = None
 
   def __call__(self, example: dict[str, np.ndarray], rng: np.random.Generator):
     out = dict(example)
-    for modality in _AUGMENTED:
-      if modality in out:
-        out[modality] = clips.augment_clip(out[modality], rng,
-                                                    **dict(self.augment_kwargs))
+    if self.clips_on:
+      for modality in _AUGMENTED:
+        if modality in out:
+          out[modality] = clips.augment_clip(out[modality], rng, **dict(self.clip_kwargs))
+    if self.skeleton_kwargs is not None and "skeleton" in out:
+      out["skeleton"] = _augment_skeleton(out["skeleton"], rng, dict(self.skeleton_kwargs))
     return out
+
+
+def _augment_skeleton(x: np.ndarray, rng: np.random.Generator, kwargs: dict) -> np.ndarray:
+  """Augments a (C, T, V, M) skeleton input. Joints + bones (C = 6) are transformed as one
+  body: both halves stacked along M get the same random draw, and every transform is linear per
+  point or moves whole frames, so the bones stay the bones of the augmented joints (except the
+  independent noise of `jitter`)."""
+  if x.shape[0] == 3:
+    return skeleton_augment.augment(x, rng, **kwargs)
+  m = x.shape[-1]
+  stacked = np.concatenate([x[:3], x[3:]], axis=-1)
+  out = skeleton_augment.augment(stacked, rng, **kwargs)
+  return np.concatenate([out[..., :m], out[..., m:]], axis=0)
 
 
 def _check(source, modalities: Sequence[str], skeleton_stream: str) -> tuple[str, ...]:
@@ -148,6 +172,7 @@ def train_dataset(source, *, batch_size: int, seed: int,
                   modalities: Sequence[str] = ("rgb", "skeleton"),
                   skeleton_stream: str = "joint", graph: graphs.SkeletonGraph | None = None,
                   augment: bool = True, augment_kwargs: Mapping[str, Any] | None = None,
+                  skeleton_augment_kwargs: Mapping[str, Any] | None = None,
                   num_epochs: int | None = None, process_index: int | None = None,
                   process_count: int | None = None, num_threads: int = 4, prefetch: int = 4
                   ) -> grain.IterDataset:
@@ -160,9 +185,10 @@ def train_dataset(source, *, batch_size: int, seed: int,
     modalities: any of 'rgb', 'depth', 'skeleton'.
     skeleton_stream: 'joint' (C=3) or 'joint_bone' (C=6: joints, then bones).
     graph: skeleton layout for bones; inferred from the joint count when None.
-    augment: apply `augment_clip` to 'rgb' and 'depth' (skeletons are never augmented, as in
-      2s-AGCN).
+    augment: apply `augment_clip` to 'rgb' and 'depth'.
     augment_kwargs: keyword arguments for `augment_clip`.
+    skeleton_augment_kwargs: when given, skeletons are augmented by `skeleton_augment.augment`
+      with these arguments (None, the default, leaves them as 2s-AGCN does).
     num_epochs: None repeats forever; each epoch is reshuffled.
     process_index, process_count: this process's slice; default from JAX.
     num_threads, prefetch: batches read in parallel / buffered ahead.
@@ -171,10 +197,14 @@ def train_dataset(source, *, batch_size: int, seed: int,
   index, count = _process(process_index, process_count)
   ds = grain.MapDataset.source(source).map_with_index(_Select(modalities, skeleton_stream, graph))
   ds = ds.seed(seed).shuffle().repeat(num_epochs)
-  if augment and any(m in _AUGMENTED for m in modalities):
+  clips_on = augment and any(m in _AUGMENTED for m in modalities)
+  skeleton_on = skeleton_augment_kwargs is not None and "skeleton" in modalities
+  if clips_on or skeleton_on:
     # Before slicing: the random stream is keyed by the GLOBAL position, so the augmentation of
     # an example does not depend on how many processes share the work.
-    ds = ds.random_map(_Augment(tuple(sorted((augment_kwargs or {}).items()))))
+    ds = ds.random_map(_Augment(
+        tuple(sorted((augment_kwargs or {}).items())), clips_on,
+        tuple(sorted(skeleton_augment_kwargs.items())) if skeleton_on else None))
   ds = ds[index::count]
   ds = ds.batch(batch_size, drop_remainder=True)
   return ds.to_iter_dataset(_read_options(num_threads, prefetch))

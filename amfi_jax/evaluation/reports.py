@@ -32,8 +32,9 @@ MAX_LEGEND_CLASSES = 20
 # Display names of the training stages (amfi_jax.workdir.STAGES), in the paper's table order.
 STAGE_TITLES = {"rgb": "RGB only", "skeleton": "Skeleton only", "fusion": "Fusion"}
 SELECTION_PROTOCOLS = {
+    "final": "last checkpoint, fixed schedule (no selection)",
     "validation": "best on validation (held-out training subjects)",
-    "test": "best on test (paper Alg. 1)",
+    "test": "best on test (paper Alg. 1, optimistic)",
 }
 
 
@@ -381,7 +382,8 @@ def stage_entry(*, best_step: int | None, selected_on: str,
 
   Args:
     best_step: step of the selected checkpoint.
-    selected_on: 'validation' (honest default) or 'test' (the paper's Algorithm 1).
+    selected_on: the protocol: 'final' (last checkpoint), 'validation' (honest selection) or
+      'test' (the paper's Algorithm 1).
     validation / test: an `EvalResult`, or its `to_dict()`, or None when not evaluated. The
       confusion matrix is left out (it is in the PNG and would dwarf the file for 120 classes).
     config: the stage's config: a (nested) mapping or an ml_collections ConfigDict.
@@ -397,6 +399,7 @@ def stage_entry(*, best_step: int | None, selected_on: str,
   return {
       "best_step": best_step,
       "selected_on": selected_on,
+      "protocol": selected_on,
       "selection_metric": selection_metric,
       "selection_protocol": SELECTION_PROTOCOLS.get(selected_on, selected_on),
       "validation": metrics(validation),

@@ -49,6 +49,16 @@ class AMFINet(nnx.Module):
                        fused_features=fused.features, gate=fused.gate, rgb_logits=r.logits,
                        skeleton_logits=s.logits)
 
+  def from_features(self, rgb_features: jax.Array, skeleton_features: jax.Array) -> ModelOutput:
+    """The fusion head alone on the streams' pooled features (N, C): with frozen streams this
+    is what `__call__` computes after them, so features computed once can be reused."""
+    if not self.freeze_backbones:
+      raise ValueError("from_features needs frozen streams (model.fusion.freeze_backbones)")
+    fused = self.head(skeleton_features, rgb_features)
+    return ModelOutput(logits=fused.logits, rgb_features=rgb_features,
+                       skeleton_features=skeleton_features, fused_features=fused.features,
+                       gate=fused.gate)
+
 
 def build_rgb(model_cfg, rngs: nnx.Rngs) -> ResNet3D:
   c = model_cfg.rgb

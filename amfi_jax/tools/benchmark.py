@@ -110,7 +110,7 @@ def run(config, opts: Options, config_name: str = "") -> dict:
   if opts.input_batches:
     report["input_pipeline"] = throughput.measure_pipeline(
         setup.train_source, batch_size=batch_size, num_batches=opts.input_batches,
-        augment=config.data.augment, **feed)
+        **stage_setup.augmentation(config, opts.stage), **feed)
   batch = synthetic_batch(specs, batch_size, config.model.num_classes, mesh, config.seed)
   report.update(measure(config, opts, setup, batch, mesh, report["conv_rewrite"]))
   return report

@@ -20,8 +20,12 @@ SELECTION_METRIC = "selection_top1"
 
 class StageCheckpoints:
 
-  def __init__(self, directory: str, *, keep_latest: int, asynchronous: bool = True):
+  def __init__(self, directory: str, *, keep_latest: int, asynchronous: bool = True,
+               select_last: bool = False):
+    """`select_last`: the `final` protocol, whose reported checkpoint is the last one (saved
+    without a selection metric); `best_step` then returns the latest step."""
     self.directory = os.path.abspath(directory)
+    self.select_last = select_last
     policy = checkpoint_managers.AnyPreservationPolicy([
         checkpoint_managers.LatestN(n=max(1, keep_latest)),
         checkpoint_managers.BestN(get_metric_fn=lambda m: m[SELECTION_METRIC], reverse=False,
@@ -44,6 +48,8 @@ class StageCheckpoints:
     return self.manager.latest_step()
 
   def best_step(self) -> int | None:
+    if self.select_last:
+      return self.manager.latest_step()
     return self.manager.best_step()
 
   def restore(self, step: int, abstract_state, shardings, data_iterator=None):
@@ -58,16 +64,21 @@ class StageCheckpoints:
     """
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract_state, shardings)
-    items = {"state": ocp.args.StandardRestore(target)}
-    same_layout = data_iterator is not None and self._has_iterator_of_this_layout(step)
-    if same_layout:
-      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-    if data_iterator is not None and not same_layout:
-      logging.warning("Checkpoint %d holds no data position for %d processes; continuing the "
-                      "input at global batch %d", step, jax.process_count(), step)
-      data_iterator.set_state({**data_iterator.get_state(), "next_index": int(step)})
+    restored = self.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    if data_iterator is not None:
+      self.restore_position(step, data_iterator)
     return restored["state"]
+
+  def restore_position(self, step: int, data_iterator) -> None:
+    """Refills `data_iterator` in place with its position at `step` (see `restore`)."""
+    if self._has_iterator_of_this_layout(step):
+      self.manager.restore(step, args=ocp.args.Composite(
+          data=grain.checkpoint.CheckpointRestore(data_iterator)))
+      return
+    logging.warning("Checkpoint %d holds no data position for %d processes; continuing the "
+                    "input at global batch %d", step, jax.process_count(), step)
+    data_iterator.set_state({**data_iterator.get_state(), "next_index": int(step)})
 
   def restore_weights(self, step: int, abstract_weights: dict, shardings: dict) -> dict:
     """Restores only the `params` and `frozen` subtrees of the saved state (inference): the

@@ -27,7 +27,7 @@ from amfi_jax.data import datasets, pipeline
 from amfi_jax.evaluation import reports
 from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.monitoring.writers import MetricWriter, parameter_overview
-from amfi_jax.training import evaluation
+from amfi_jax.training import evaluation, feature_cache, stages
 from amfi_jax.training import setup as stage_setup
 from amfi_jax.training.checkpoints import SELECTION_METRIC, StageCheckpoints
 from amfi_jax.training.stages import Stage
@@ -115,17 +115,12 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
   train_source, select_split = setup.train_source, setup.select_split
   stage_setup.check_batch(scfg.batch_size, mesh, f"config.train.{name}.batch_size")
 
-  train_iter = iter(pipeline.train_dataset(
-      train_source, batch_size=scfg.batch_size // jax.process_count(),
-      seed=config.seed, modalities=stage.inputs, skeleton_stream=config.data.skeleton_stream,
-      augment=config.data.augment, num_threads=config.data.num_threads,
-      prefetch=config.data.prefetch))
-  ckpts = StageCheckpoints(sdir.checkpoints,
-                           keep_latest=config.train.keep_latest)
+  ckpts = StageCheckpoints(sdir.checkpoints, keep_latest=config.train.keep_latest,
+                           select_last=select_split is None)
   latest = ckpts.latest_step()
   if latest is not None:
     logging.info("Stage %s: resuming from step %d", name, latest)
-    state = ckpts.restore(latest, layout.abstract, layout.shardings, train_iter)
+    state = ckpts.restore(latest, layout.abstract, layout.shardings)
   else:
     state = init_state(build, stage, tx, layout, config.seed)
     loader = stage_setup.stream_loader(config, name, run)
@@ -138,11 +133,33 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
     if is_main:
       logging.info("Stage %s trained parameters:\n%s", name,
                    parameter_overview(layout.abstract.params))
-  train_step = make_train_step(stage, layout, tx)
-  eval_step = make_eval_step(stage, layout)
   eval_kwargs = dict(stage=stage, data_cfg=config.data, batch_size=scfg.eval_batch_size,
                      mesh=mesh, class_names=dataset.class_names)
-  select_source = dataset.source(select_split)
+  # The `final` protocol has no selection split: nothing is evaluated before the last step.
+  sources = {"train": train_source, "select": dataset.source(select_split) if select_split
+             else None, "test": dataset.source("test")}
+  names_source = sources["test"]
+  if name == "fusion" and scfg.cache_features:
+    start_cache = time.time()
+    full_eval_step = make_eval_step(stage, layout)
+    sources = {split: source if source is None else
+               feature_cache.compute(full_eval_step, state, source, **eval_kwargs)
+               for split, source in sources.items()}
+    stage = stages.on_cached_features(stage)
+    eval_kwargs["stage"] = stage
+    logging.info("Stage %s: stream features of %s cached in %.1fs", name,
+                 {k: len(v) for k, v in sources.items() if v is not None},
+                 time.time() - start_cache)
+  train_iter = iter(pipeline.train_dataset(
+      sources["train"], batch_size=scfg.batch_size // jax.process_count(),
+      seed=config.seed, modalities=stage.inputs, skeleton_stream=config.data.skeleton_stream,
+      **stage_setup.augmentation(config, name), num_threads=config.data.num_threads,
+      prefetch=config.data.prefetch))
+  if latest is not None:
+    ckpts.restore_position(latest, train_iter)
+  train_step = make_train_step(stage, layout, tx)
+  eval_step = make_eval_step(stage, layout)
+  select_source = sources["select"]
   data_sharding = parallel.batch_sharding(mesh)
   keys = batch_keys(stage)
 
@@ -163,7 +180,9 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
         last_checked = _log_train(writer, progress, *pending, last_checked, scfg, config,
                                   force=True)
         pending = None
-      if schedule.is_eval_step(step):
+      if schedule.is_eval_step(step) and select_source is None:
+        ckpts.save(step, state, train_iter, force=True)
+      elif schedule.is_eval_step(step):
         result = evaluation.evaluate(eval_step, state, select_source, **eval_kwargs)
         writer.write_scalars(step, {f"{select_split}/{k}": v for k, v in result.scalars().items()})
         logging.info("Stage %s step %d: %s top-1 %.4f", name, step, select_split, result.top1)
@@ -186,7 +205,7 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
   state = ckpts.restore(best, layout.abstract, layout.shardings)
   ckpts.close()
   result = _final_reports(config, name, sdir, run, dataset, stage, layout, state,
-                          eval_step, eval_kwargs, best, select_split)
+                          eval_step, eval_kwargs, best, select_split, sources, names_source)
   writer.close()
   return result
 
@@ -208,24 +227,27 @@ def _log_train(writer, progress, step, metrics, last_checked, scfg, config, forc
 
 
 def _final_reports(config, name, sdir, run, dataset, stage: Stage, layout, state,
-                   eval_step, eval_kwargs, best_step, select_split) -> dict:
-  """Evaluates the best checkpoint on the selection and test splits and writes the reports."""
+                   eval_step, eval_kwargs, best_step, select_split, sources,
+                   names_source) -> dict:
+  """Evaluates the reported checkpoint on the selection and test splits and writes the reports.
+
+  `sources`: the splits as the stage reads them (cached features or records); `names_source`:
+  the test split's records, for the sample names."""
   start = time.time()
   validation = None
-  if select_split != "test":
-    validation = evaluation.evaluate(eval_step, state, dataset.source(select_split),
-                                     **eval_kwargs)
-  test_source = dataset.source("test")
-  test = evaluation.evaluate(eval_step, state, test_source, keep_features=True, **eval_kwargs)
+  if select_split not in (None, "test"):
+    validation = evaluation.evaluate(eval_step, state, sources["select"], **eval_kwargs)
+  test = evaluation.evaluate(eval_step, state, sources["test"], keep_features=True,
+                             **eval_kwargs)
   if workdir_lib.exports_stream(name):
     model = layout.model(state.params, state.frozen)
     if not distributed.agree(os.path.isdir(os.path.join(sdir.best_stream, "state"))):
       weights.save_stream(sdir.best_stream, model, info={"stage": name, "step": best_step})
-  result = reports.stage_entry(best_step=int(best_step), selected_on=config.data.select_on,
+  result = reports.stage_entry(best_step=int(best_step), selected_on=config.data.protocol,
                                validation=validation, test=test,
                                config=json.loads(config.to_json_best_effort()))
   if jax.process_index() == 0:
-    names = [_sample_name(test_source, i) for i in test.indices]
+    names = [_sample_name(names_source, i) for i in test.indices]
     reports.write_per_sample_scores(sdir.test_scores, names,
                                     test.labels, test.probabilities, dataset.class_names)
     reports.save_confusion_png(sdir.confusion_png, test.confusion,

@@ -35,19 +35,32 @@ class StageSetup:
   build: object
   layout: StateLayout
   train_source: object
-  select_split: str
+  config: object
+  select_split: str | None  # None: the `final` protocol reports the last checkpoint
 
 
 def setup_stage(config, name: str, dataset: datasets.Dataset, mesh: Mesh) -> StageSetup:
   stage = make_stage(name, config)
   scfg = config.train[name]
-  train_split, select_split = pipeline.selection_splits(config.data.select_on)
+  train_split, select_split = pipeline.selection_splits(config.data.protocol)
   train_source = dataset.source(train_split)
   schedule = optim.resolve_schedule(scfg, len(train_source), name)
   tx = optim.make_optimizer(scfg, schedule, name)
   build = lambda: build_model(config.model, name, seed=config.seed)
   layout = state_layout(build, stage, tx, mesh, parallel.config_rules(config.mesh))
-  return StageSetup(stage, scfg, schedule, tx, build, layout, train_source, select_split)
+  return StageSetup(stage, scfg, schedule, tx, build, layout, train_source, config, select_split)
+
+
+def augmentation(config, name: str) -> dict:
+  """The training pipeline's augmentation arguments for stage `name` (`pipeline.train_dataset`):
+  config.data's settings, unless `config.train.<name>.augment` turns them off for the stage."""
+  on = bool(config.train[name].augment)
+  skeleton = config.data.skeleton_augment
+  kwargs = None
+  if on and skeleton.enabled:
+    kwargs = {k: (tuple(v) if isinstance(v, (list, tuple)) else v)
+              for k, v in skeleton.items() if k != "enabled"}
+  return {"augment": on and bool(config.data.augment), "skeleton_augment_kwargs": kwargs}
 
 
 def check_batch(batch_size: int, mesh: Mesh, field: str) -> None:
@@ -57,8 +70,15 @@ def check_batch(batch_size: int, mesh: Mesh, field: str) -> None:
                      f"and the {jax.process_count()} processes")
 
 
-def best_step(run: workdir_lib.RunDir, name: str) -> int:
-  ckpts = StageCheckpoints(run.stage(name).checkpoints, keep_latest=1)
+def selects_last(config) -> bool:
+  """Whether the stage reports its last checkpoint (the `final` protocol) instead of the best."""
+  return pipeline.selection_splits(config.data.protocol)[1] is None
+
+
+def best_step(run: workdir_lib.RunDir, name: str, config) -> int:
+  """The reported checkpoint's step: the best on the selection split, or the last (`final`)."""
+  ckpts = StageCheckpoints(run.stage(name).checkpoints, keep_latest=1,
+                           select_last=selects_last(config))
   try:
     best = ckpts.best_step()
   finally:
@@ -72,7 +92,7 @@ def best_step(run: workdir_lib.RunDir, name: str) -> int:
 def restore_best(run: workdir_lib.RunDir, setup: StageSetup):
   """The whole train state of the best checkpoint of a finished (or interrupted) stage, and its
   step."""
-  step = best_step(run, setup.stage.name)
+  step = best_step(run, setup.stage.name, setup.config)
   ckpts = StageCheckpoints(run.stage(setup.stage.name).checkpoints, keep_latest=1)
   try:
     state = ckpts.restore(step, setup.layout.abstract, setup.layout.shardings)
@@ -95,7 +115,7 @@ def restore_weights(config, run: workdir_lib.RunDir, name: str, mesh: Mesh
   rules = parallel.config_rules(config.mesh)
   shardings = {"params": parallel.variable_shardings(params, mesh, rules),
                "frozen": parallel.variable_shardings(frozen, mesh, rules)}
-  step = best_step(run, name)
+  step = best_step(run, name, config)
   ckpts = StageCheckpoints(run.stage(name).checkpoints, keep_latest=1)
   try:
     restored = ckpts.restore_weights(step, abstract, shardings)

@@ -28,15 +28,18 @@ class Stage:
     trainable: nnx filter of the parameters the optimiser updates; every other variable
       (frozen parameters, BatchNorm statistics) is carried unchanged or updated by the forward.
     gate_weight: λ of L_total = CE + λ·L_gate (fusion with an AMFI head).
+    method: the model method the inputs go to (`from_features`: the fusion head on cached
+      stream features).
   """
 
   name: str
   inputs: tuple[str, ...]
   trainable: nnx.filterlib.Filter
   gate_weight: float = 0.0
+  method: str = "__call__"
 
   def forward(self, model: nnx.Module, batch: dict[str, jax.Array]) -> ModelOutput:
-    return model(*(batch[k] for k in self.inputs))
+    return getattr(model, self.method)(*(batch[k] for k in self.inputs))
 
   def loss(self, out: ModelOutput, labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean loss over the batch and its parts (for logging)."""
@@ -65,6 +68,13 @@ def make_stage(name: str, config) -> Stage:
     return Stage("fusion", (rgb_input, "skeleton"), trainable,
                  gate_weight=float(f.gate_weight) if f.kind == "amfi" else 0.0)
   raise ValueError(f"Unknown stage {name!r} in config.stages")
+
+
+def on_cached_features(stage: Stage) -> Stage:
+  """The fusion stage reading cached stream features instead of clips and skeletons: the same
+  parameters, loss and trainable filter, so the state and its checkpoints are the same."""
+  return dataclasses.replace(stage, inputs=("rgb_features", "skeleton_features"),
+                             method="from_features")
 
 
 def eval_outputs(out: ModelOutput) -> dict[str, jax.Array]:

@@ -21,10 +21,12 @@ from amfi_jax.data.preprocessing import clips, skeletons
 from amfi_jax.data.readers import ntu_skeleton, utd_mhad, video
 from amfi_jax.models import graphs
 
-MODALITIES = ("rgb", "depth", "skeleton")
+MODALITIES = ("rgb", "depth", "skeleton", "rgb_features", "skeleton_features")
 SKELETON_STREAMS = ("joint", "joint_bone")
 # The record features that hold each modality (`clip` in NTU builds, `rgb` in UTD-MHAD ones).
-FEATURES = {"rgb": ("clip", "rgb"), "depth": ("depth",), "skeleton": ("skeleton",)}
+# `*_features`: pooled stream features (C,) of cached-feature sources (`training.feature_cache`).
+FEATURES = {"rgb": ("clip", "rgb"), "depth": ("depth",), "skeleton": ("skeleton",),
+            "rgb_features": ("rgb_features",), "skeleton_features": ("skeleton_features",)}
 
 
 def load_clip(video_path: str, seq: ntu_skeleton.SkeletonSequence, *, clip_length: int,
@@ -118,5 +120,5 @@ def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton
     elif modality == "rgb":
       out["rgb"] = np.asarray(value, np.uint8)
     else:
-      out["depth"] = np.asarray(value, np.float32)
+      out[modality] = np.asarray(value, np.float32)
   return out
