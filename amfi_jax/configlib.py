@@ -68,6 +68,9 @@ def data_config() -> ml_collections.ConfigDict:
       # reported checkpoint.
       "protocol": "validation",
       "skeleton_stream": "joint",  # joint | joint_bone (needs model.skeleton.in_channels = 6)
+      # > 0: skeleton sequences linearly resampled to this many frames when read (from their
+      # stored frame_count), instead of the stored length padded by repetition.
+      "skeleton_frames": 0,
       "rgb_modality": "rgb",  # rgb | depth (UTD-MHAD; needs model.rgb.in_channels = 1)
       "augment": True,  # rotation / flip / scaling of clips in training (SPEC §3.3)
       # Skeleton augmentation in training (`preprocessing.skeleton_augment`), applied on the host

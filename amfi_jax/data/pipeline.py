@@ -95,9 +95,11 @@ class _Select:
   modalities: tuple[str, ...]
   skeleton_stream: str
   graph: graphs.SkeletonGraph | None
+  skeleton_frames: int = 0
 
   def __call__(self, index: int, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    out = samples.model_input(record, self.modalities, self.skeleton_stream, self.graph)
+    out = samples.model_input(record, self.modalities, self.skeleton_stream, self.graph,
+                              self.skeleton_frames)
     out.update(label=np.int32(record["label"]), index=np.int32(index))
     return out
 
@@ -171,7 +173,7 @@ def _read_options(num_threads: int, prefetch: int) -> grain.ReadOptions:
 def train_dataset(source, *, batch_size: int, seed: int,
                   modalities: Sequence[str] = ("rgb", "skeleton"),
                   skeleton_stream: str = "joint", graph: graphs.SkeletonGraph | None = None,
-                  augment: bool = True, augment_kwargs: Mapping[str, Any] | None = None,
+                  skeleton_frames: int = 0, augment: bool = True, augment_kwargs: Mapping[str, Any] | None = None,
                   skeleton_augment_kwargs: Mapping[str, Any] | None = None,
                   num_epochs: int | None = None, process_index: int | None = None,
                   process_count: int | None = None, num_threads: int = 4, prefetch: int = 4
@@ -185,6 +187,7 @@ def train_dataset(source, *, batch_size: int, seed: int,
     modalities: any of 'rgb', 'depth', 'skeleton'.
     skeleton_stream: 'joint' (C=3) or 'joint_bone' (C=6: joints, then bones).
     graph: skeleton layout for bones; inferred from the joint count when None.
+    skeleton_frames: > 0: skeletons resampled to this many frames (from their `frame_count`).
     augment: apply `augment_clip` to 'rgb' and 'depth'.
     augment_kwargs: keyword arguments for `augment_clip`.
     skeleton_augment_kwargs: when given, skeletons are augmented by `skeleton_augment.augment`
@@ -195,7 +198,8 @@ def train_dataset(source, *, batch_size: int, seed: int,
   """
   modalities = _check(source, modalities, skeleton_stream)
   index, count = _process(process_index, process_count)
-  ds = grain.MapDataset.source(source).map_with_index(_Select(modalities, skeleton_stream, graph))
+  ds = grain.MapDataset.source(source).map_with_index(
+      _Select(modalities, skeleton_stream, graph, skeleton_frames))
   ds = ds.seed(seed).shuffle().repeat(num_epochs)
   clips_on = augment and any(m in _AUGMENTED for m in modalities)
   skeleton_on = skeleton_augment_kwargs is not None and "skeleton" in modalities
@@ -217,7 +221,7 @@ def eval_num_batches(num_records: int, batch_size: int, process_count: int) -> i
 
 def eval_dataset(source, *, batch_size: int, modalities: Sequence[str] = ("rgb", "skeleton"),
                  skeleton_stream: str = "joint", graph: graphs.SkeletonGraph | None = None,
-                 process_index: int | None = None, process_count: int | None = None,
+                 skeleton_frames: int = 0, process_index: int | None = None, process_count: int | None = None,
                  num_threads: int = 4, prefetch: int = 4) -> grain.IterDataset:
   """Every record exactly once, in record order, the last global batch padded.
 
@@ -228,8 +232,8 @@ def eval_dataset(source, *, batch_size: int, modalities: Sequence[str] = ("rgb",
   """
   modalities = _check(source, modalities, skeleton_stream)
   index, count = _process(process_index, process_count)
-  base = grain.MapDataset.source(source).map_with_index(_Select(modalities, skeleton_stream,
-                                                                graph))
+  base = grain.MapDataset.source(source).map_with_index(
+      _Select(modalities, skeleton_stream, graph, skeleton_frames))
   num_batches = eval_num_batches(len(base), batch_size, count)
   ds = grain.MapDataset.range(num_batches * batch_size).map(
       _Padded(base, len(base), batch_size, index, count))

@@ -17,6 +17,7 @@ def evaluate(eval_step, state, source, *, stage, data_cfg, batch_size: int, mesh
   per_process = _per_process(batch_size, f"config.train.{stage.name}.eval_batch_size")
   batches = pipeline.eval_dataset(source, batch_size=per_process, modalities=stage.inputs,
                                   skeleton_stream=data_cfg.skeleton_stream,
+                                  skeleton_frames=data_cfg.skeleton_frames,
                                   num_threads=data_cfg.num_threads, prefetch=data_cfg.prefetch)
   sharding = parallel.batch_sharding(mesh)
   acc = EvalAccumulator()

@@ -269,3 +269,31 @@ def test_joints_to_bones_utd_graph_and_check():
   np.testing.assert_array_equal(bones[..., 3, :], joints[..., 3, :] - joints[..., 2, :])  # (4, 3)
   with pytest.raises(ValueError, match=r"expected V=25 joints on axis -2"):
     joints_to_bones(joints)
+
+
+def test_resample_frames_spreads_the_valid_frames_over_the_new_length():
+  from amfi_jax.data.preprocessing.skeletons import resample_frames
+
+  x = np.zeros((3, 10, 20, 1), np.float32)
+  x[0, :5] = np.arange(5, dtype=np.float32)[:, None, None]  # 5 valid frames, then padding
+  out = resample_frames(x, 5, 9)
+  assert out.shape == (3, 9, 20, 1)
+  np.testing.assert_allclose(out[0, :, 0, 0], np.linspace(0, 4, 9))  # no padding frame used
+  np.testing.assert_array_equal(resample_frames(x, 5, 5), x[:, :5])
+  assert resample_frames(x, 1, 4)[0, :, 0, 0].tolist() == [0, 0, 0, 0]
+
+
+def test_pipeline_resamples_skeletons_to_the_configured_frames():
+  from amfi_jax.data import pipeline
+
+  records = []
+  for i, count in enumerate((7, 12)):
+    joints = np.zeros((3, 16, 20, 1), np.float32)
+    joints[:, :count] = i + 1
+    records.append({"skeleton": joints, "frame_count": np.int32(count), "label": np.int64(i)})
+  batch = next(iter(pipeline.eval_dataset(records, batch_size=2, modalities=("skeleton",),
+                                          skeleton_frames=32, process_index=0, process_count=1,
+                                          num_threads=1)))
+  assert batch["skeleton"].shape == (2, 3, 32, 20, 1)
+  np.testing.assert_array_equal(batch["skeleton"][0], 1.0)  # only valid frames, none of the zeros
+  np.testing.assert_array_equal(batch["skeleton"][1], 2.0)

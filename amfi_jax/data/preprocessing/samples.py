@@ -95,13 +95,19 @@ def graph_for(num_joints: int) -> graphs.SkeletonGraph:
 
 
 def skeleton_input(joints: np.ndarray, skeleton_stream: str,
-                   graph: graphs.SkeletonGraph | None = None) -> np.ndarray:
-  """(3, T, V, M) stored joints → the skeleton stream's (C, T, V, M) float32 input: the joints,
-  or joints then bones (C = 6) for `joint_bone`."""
+                   graph: graphs.SkeletonGraph | None = None, *, frame_count: int | None = None,
+                   num_frames: int = 0) -> np.ndarray:
+  """(3, T, V, M) stored joints → the skeleton stream's (C, T', V, M) float32 input: the joints,
+  or joints then bones (C = 6) for `joint_bone`. With `num_frames` > 0 the sequence's first
+  `frame_count` frames are resampled to T' = `num_frames` (`skeletons.resample_frames`)."""
   if skeleton_stream not in SKELETON_STREAMS:
     raise ValueError(f"skeleton_stream must be one of {SKELETON_STREAMS}, got "
                      f"{skeleton_stream!r}")
   joints = np.asarray(joints, np.float32)
+  if num_frames > 0:
+    if frame_count is None:
+      raise ValueError("resampling to num_frames needs the sequence's frame_count")
+    joints = skeletons.resample_frames(joints, frame_count, num_frames)
   if skeleton_stream == "joint":
     return joints
   graph = graph or graph_for(joints.shape[-2])
@@ -109,14 +115,19 @@ def skeleton_input(joints: np.ndarray, skeleton_stream: str,
 
 
 def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton_stream: str,
-                graph: graphs.SkeletonGraph | None = None) -> dict[str, np.ndarray]:
+                graph: graphs.SkeletonGraph | None = None, skeleton_frames: int = 0
+                ) -> dict[str, np.ndarray]:
   """Stored features (a dataset record or `read_*_sample`'s output) → {modality: model input}:
-  `rgb` uint8 (K, S, S, 3), `depth` float32 (K, S, S, 1), `skeleton` float32 (C, T, V, M)."""
+  `rgb` uint8 (K, S, S, 3), `depth` float32 (K, S, S, 1), `skeleton` float32 (C, T, V, M), T
+  resampled to `skeleton_frames` when > 0."""
   out = {}
   for modality in modalities:
     value = next(features[f] for f in FEATURES[modality] if f in features)
     if modality == "skeleton":
-      out["skeleton"] = skeleton_input(value, skeleton_stream, graph)
+      frame_count = features.get("frame_count")
+      out["skeleton"] = skeleton_input(
+          value, skeleton_stream, graph, num_frames=skeleton_frames,
+          frame_count=None if frame_count is None else int(frame_count))
     elif modality == "rgb":
       out["rgb"] = np.asarray(value, np.uint8)
     else:

@@ -208,6 +208,20 @@ def preprocess_ntu_skeleton(seq: SkeletonSequence, max_frames: int = MAX_FRAMES)
   return pre_normalize(select_bodies(seq, max_frames=max_frames)[None], NTU)[0]
 
 
+def resample_frames(x: np.ndarray, num_valid: int, num_frames: int) -> np.ndarray:
+  """The first `num_valid` frames of a (C, T, V, M) skeleton, linearly resampled to `num_frames`.
+
+  Sequences of 41–125 frames all become `num_frames` long, the whole action spread over them,
+  instead of being padded by repetition (one to three cycles of it) to a fixed length.
+  """
+  num_valid = int(min(max(num_valid, 1), x.shape[1]))
+  pos = np.linspace(0.0, num_valid - 1, num_frames)
+  lo = np.floor(pos).astype(np.int64)
+  hi = np.minimum(lo + 1, num_valid - 1)
+  w = (pos - lo).astype(np.float32)[None, :, None, None]
+  return (x[:, lo] * (1.0 - w) + x[:, hi] * w).astype(np.float32)
+
+
 def preprocess_utd_skeleton(xyz: np.ndarray, max_frames: int = utd_mhad.MAX_FRAMES) -> np.ndarray:
   """A UTD-MHAD skeleton as AGCN input, prepared exactly like an NTU one (one person).
 
