@@ -1,19 +1,18 @@
-"""Skeleton stream on the real UTD-MHAD skeletons, cross-subject protocol.
+"""Skeleton stream alone on the real UTD-MHAD skeletons, cross-subject.
 
-  python -m amfi_jax.data.build data_builders/utd_mhad --config=skeleton_depth \
-      --manual_dir=../shared/data/utd_mhad --data_dir=$HOME/tensorflow_datasets
   python -m amfi_jax.main --config=configs/utd_mhad_skeleton.py --workdir=/tmp/utd_skeleton \
-      --config.data.data_dir=$HOME/tensorflow_datasets
+      --config.data.manual_dir=../shared/data/utd_mhad
 
-Subjects 1, 3, 5 train, subject 7 is the validation split the best checkpoint is selected on,
-2, 4, 6, 8 are the test split (SPEC §3.4). Settings: `amfi_jax.configlib.utd_mhad`. Variants:
-`bones` (joints + bones, 6 channels), `select_on_test` (the paper's Algorithm 1: train on
-1, 3, 5, 7 and select on test).
+Builds the dataset from the raw .mat files into the workdir on first use (or reads a built one
+from `--config.data.data_dir`). Protocol `final`: trains on subjects 1, 3, 5, 7 with a fixed
+schedule and reports the last checkpoint on subjects 2, 4, 6, 8 (SPEC §3.4). Settings:
+`amfi_jax.configlib.utd_mhad`. Variants: `protocol=validation` (train on 1, 3, 5, select on 7),
+`select_on_test` (the paper's Algorithm 1: select on test, optimistic), `bones` (joints + bones).
 """
 
 from amfi_jax import configlib
 
-VARIANTS = ("bones", "select_on_test")
+VARIANTS = ("bones", "select_on_test", "protocol")
 
 
 def get_config(arg: str | None = None):
