@@ -73,6 +73,9 @@ def data_config() -> ml_collections.ConfigDict:
       "skeleton_frames": 0,
       "rgb_modality": "rgb",  # rgb | depth (UTD-MHAD; needs model.rgb.in_channels = 1)
       "augment": True,  # rotation / flip / scaling of clips in training (SPEC §3.3)
+      # What `augment` does to clips (`preprocessing.clips.augment_clip`): rotations by multiples
+      # of 90°, flips, zoom by a factor in `scale`.
+      "clip_augment": {"rotate": True, "flip": True, "scale": (0.8, 1.2)},
       # Skeleton augmentation in training (`preprocessing.skeleton_augment`), applied on the host
       # and deterministic per seed. Off by default: the 2s-AGCN reference trains without it.
       "skeleton_augment": {
@@ -249,16 +252,25 @@ def utd_mhad(config: ml_collections.ConfigDict) -> None:
   on subjects 1, 3, 5, 7, report the last checkpoint on 2, 4, 6, 8), and the skeleton recipe
   for its 431 training sequences (docs/results.md#utd-mhad: what mattered)."""
   d = config.data
-  d.dataset = "utd_mhad/skeleton_depth"
+  d.dataset = "utd_mhad/skeleton_depth_k8_s48"
   d.rgb_modality = "depth"
   d.protocol = "final"
+  # UTD-MHAD has mirror-image classes (swipe left / right, circles clockwise / counter-
+  # clockwise), so the paper's flips and 90° rotations would change the label; zoom only.
+  d.clip_augment.rotate = False
+  d.clip_augment.flip = False
+  d.clip_augment.scale = (0.85, 1.15)
   # Every sequence (41-125 frames) resampled to 32 frames instead of padded by repetition to
   # 128, and augmented: together +18 points on held-out subjects 7 and 5.
   d.skeleton_frames = 32
   d.skeleton_augment.enabled = True
   m = config.model
   m.num_classes = 27
+  # Depth stream sized for a 2-core CPU: ResNet3D-18's four stages with one block each at 1/8
+  # width on 8 x 48 x 48 clips; its 64 features match the skeleton stream's for the fusion head.
   m.rgb.in_channels = 1
+  m.rgb.width_multiplier = 0.125
+  m.rgb.blocks_per_stage = (1, 1, 1, 1)
   m.skeleton.graph = "utd_mhad"
   m.skeleton.num_persons = 1
   # The ten-unit 2s-AGCN at quarter width (232 k parameters) for 431 training sequences.
@@ -271,6 +283,18 @@ def utd_mhad(config: ml_collections.ConfigDict) -> None:
   t.num_epochs = 30
   t.decay_epochs = (20, 26)
   t.eval_every_epochs = 5
+  r = config.train.rgb
+  r.batch_size = 16
+  r.eval_batch_size = 48
+  r.learning_rate = 0.1
+  r.num_epochs = 40
+  r.decay_epochs = (25, 35)
+  r.eval_every_epochs = 5
+  # The head trains on the frozen streams' cached features, unaugmented.
+  f = config.train.fusion
+  f.cache_features = True
+  f.augment = False
+  f.eval_every_epochs = 2
   config.train.log_every_steps = 20
 
 

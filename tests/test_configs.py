@@ -46,12 +46,14 @@ def _input_shapes(config) -> dict[str, tuple[int, ...]]:
   d, m = config.data, config.model
   channels = configlib.SKELETON_STREAM_CHANNELS[d.skeleton_stream]
   if d.dataset.startswith("utd_mhad"):
-    built = utd_mhad_builder.UtdMhadConfig(name="defaults")
+    configs = {c.name: c for c in utd_mhad_builder.UtdMhad.BUILDER_CONFIGS}
+    built = configs[d.dataset.split("/")[1]]
     k, s, t, v = built.clip_length, built.image_size, built.max_frames, 20
   else:
     assert not d.dataset, f"no shapes known for {d.dataset!r}"
     e = d.embedded
     k, s, t, v = e.clip_length, e.image_size, e.max_frames, 25
+  t = d.skeleton_frames or t  # resampled when read
   rgb_channels = configlib.RGB_STREAM_CHANNELS[d.rgb_modality]
   return {d.rgb_modality: (k, s, s, rgb_channels),
           "skeleton": (channels, t, v, m.skeleton.num_persons)}

@@ -60,7 +60,11 @@ def augmentation(config, name: str) -> dict:
   if on and skeleton.enabled:
     kwargs = {k: (tuple(v) if isinstance(v, (list, tuple)) else v)
               for k, v in skeleton.items() if k != "enabled"}
-  return {"augment": on and bool(config.data.augment), "skeleton_augment_kwargs": kwargs}
+  clip = config.data.clip_augment
+  clip_kwargs = {"rotate": bool(clip.rotate), "flip": bool(clip.flip),
+                 "scale": tuple(clip.scale) if clip.scale else None}
+  return {"augment": on and bool(config.data.augment), "augment_kwargs": clip_kwargs,
+          "skeleton_augment_kwargs": kwargs}
 
 
 def check_batch(batch_size: int, mesh: Mesh, field: str) -> None:

@@ -144,3 +144,29 @@ def test_bfloat16_training_step(tiny_dataset, tmp_path):
   config.model.dtype = "bfloat16"
   result = loop.train_and_evaluate(config, str(tmp_path))["rgb"]
   assert np.isfinite(result["test"]["loss"])
+
+
+def test_ablations_retrain_the_fusion_head_per_variant(trained_workdir, monkeypatch):
+  from amfi_jax.tools import ablations
+
+  workdir, results = trained_workdir
+  run = RunDir(workdir)
+  monkeypatch.setattr(ablations, "VARIANTS", (("3", "max", {"kind": "max"}),
+                                              ("5", "λ = 3", {"kind": "amfi", "gate_weight": 3.0})))
+  rows = ablations.collect([run])
+  assert [(r["table"], r["label"]) for r in rows] == [
+      ("4", "RGB/depth only"), ("4", "Skeleton only"), ("4", "Fusion (the run's fusion stage)"),
+      ("3", "max"), ("5", "λ = 3")]
+  for row, stage in zip(rows, ("rgb", "skeleton", "fusion")):
+    assert row["values"] == [results[stage]["test"]["top1"]]
+  for row, changes in zip(rows[3:], ({"kind": "max"}, {"gate_weight": 3.0, "kind": "amfi"})):
+    variant = RunDir(os.path.join(workdir, "ablations", ablations.variant_name(changes)))
+    with open(variant.results) as f:
+      entry = json.load(f)["fusion"]
+    assert row["values"] == [entry["test"]["top1"]]
+    assert entry["config"]["model"]["fusion"]["kind"] == changes["kind"]
+    assert entry["config"]["train"]["fusion"]["cache_features"] is True
+  table = ablations.format_table(rows, [run])
+  assert "| 3 | max |" in table and "± 0.00" in table
+  with pytest.raises(ValueError, match="has not finished"):
+    ablations.check_runs([RunDir(os.path.join(workdir, "missing"))])

@@ -106,6 +106,9 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
       UtdMhadConfig(name="skeleton_depth", description="Skeleton and depth (the shared copy)."),
       UtdMhadConfig(name="skeleton_depth_rgb", include_rgb=True,
                     description="Skeleton, depth and RGB (needs the _color.avi files)."),
+      # The depth clips the CPU-sized depth stream of configs/utd_mhad.py reads.
+      UtdMhadConfig(name="skeleton_depth_k8_s48", clip_length=8, image_size=48,
+                    description="Skeleton and 8-frame 48x48 depth clips."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "skeleton_depth"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
