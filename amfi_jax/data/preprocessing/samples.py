@@ -106,7 +106,9 @@ def skeleton_input(joints: np.ndarray, skeleton_stream: str,
   joints = np.asarray(joints, np.float32)
   if num_frames > 0:
     if frame_count is None:
-      raise ValueError("resampling to num_frames needs the sequence's frame_count")
+      raise ValueError("config.data.skeleton_frames > 0 resamples each sequence from its "
+                       "stored frame count, but these records have no `frame_count` feature; "
+                       "set config.data.skeleton_frames=0 or rebuild the dataset")
     joints = skeletons.resample_frames(joints, frame_count, num_frames)
   if skeleton_stream == "joint":
     return joints
