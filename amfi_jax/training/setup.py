@@ -79,25 +79,24 @@ def selects_last(config) -> bool:
   return pipeline.selection_splits(config.data.protocol)[1] is None
 
 
-def best_step(run: workdir_lib.RunDir, name: str, config) -> int:
-  """The reported checkpoint's step: the best on the selection split, or the last (`final`)."""
+def reported_checkpoints(run: workdir_lib.RunDir, name: str, config
+                         ) -> tuple[StageCheckpoints, int]:
+  """The stage's checkpoints (open: close them) and the reported step: the best on the selection
+  split, or the last one (`final` protocol)."""
   ckpts = StageCheckpoints(run.stage(name).checkpoints, keep_latest=1,
                            select_last=selects_last(config))
-  try:
-    best = ckpts.best_step()
-  finally:
+  step = ckpts.best_step()
+  if step is None:
     ckpts.close()
-  if best is None:
     raise FileNotFoundError(f"No evaluated checkpoint of stage {name!r} in "
                             f"{run.stage(name).checkpoints}; train it first")
-  return best
+  return ckpts, step
 
 
 def restore_best(run: workdir_lib.RunDir, setup: StageSetup):
   """The whole train state of the best checkpoint of a finished (or interrupted) stage, and its
   step."""
-  step = best_step(run, setup.stage.name, setup.config)
-  ckpts = StageCheckpoints(run.stage(setup.stage.name).checkpoints, keep_latest=1)
+  ckpts, step = reported_checkpoints(run, setup.stage.name, setup.config)
   try:
     state = ckpts.restore(step, setup.layout.abstract, setup.layout.shardings)
   finally:
@@ -119,8 +118,7 @@ def restore_weights(config, run: workdir_lib.RunDir, name: str, mesh: Mesh
   rules = parallel.config_rules(config.mesh)
   shardings = {"params": parallel.variable_shardings(params, mesh, rules),
                "frozen": parallel.variable_shardings(frozen, mesh, rules)}
-  step = best_step(run, name, config)
-  ckpts = StageCheckpoints(run.stage(name).checkpoints, keep_latest=1)
+  ckpts, step = reported_checkpoints(run, name, config)
   try:
     restored = ckpts.restore_weights(step, abstract, shardings)
   finally:
