@@ -17,6 +17,7 @@ from amfi_jax.models.agcn import parse_layers
 from amfi_jax.models.graphs import GRAPHS
 from amfi_jax.models.fusion import ASSOCIATIONS, DECISION_MODALITIES, FUSIONS
 from amfi_jax.models.resnet3d import INPUT_NORMALIZATIONS
+from amfi_jax.training.optim import SCHEDULES
 from amfi_jax.workdir import STAGES
 
 
@@ -74,8 +75,8 @@ def data_config() -> ml_collections.ConfigDict:
       "rgb_modality": "rgb",  # rgb | depth (UTD-MHAD; needs model.rgb.in_channels = 1)
       "augment": True,  # rotation / flip / scaling of clips in training (SPEC §3.3)
       # What `augment` does to clips (`preprocessing.clips.augment_clip`): rotations by multiples
-      # of 90°, flips, zoom by a factor in `scale`.
-      "clip_augment": {"rotate": True, "flip": True, "scale": (0.8, 1.2)},
+      # of 90°, flips, zoom by a factor in `scale`, translation by up to `shift` × the side.
+      "clip_augment": {"rotate": True, "flip": True, "scale": (0.8, 1.2), "shift": 0.0},
       # Skeleton augmentation in training (`preprocessing.skeleton_augment`), applied on the host
       # and deterministic per seed. Off by default: the 2s-AGCN reference trains without it.
       "skeleton_augment": {
@@ -118,6 +119,9 @@ def stage_config(*, batch_size, num_epochs, learning_rate, weight_decay, decay_e
       "momentum": 0.9,
       "nesterov": nesterov,
       "weight_decay": weight_decay,  # L2 added to every parameter's gradient, as torch SGD does
+      # `step`: learning rate × decay_factor at each of decay_epochs; `cosine`: from
+      # learning_rate down to 0 over the stage (decay_epochs unused).
+      "schedule": "step",
       "decay_epochs": tuple(float(e) for e in decay_epochs),  # learning rate × decay_factor at each
       "decay_factor": 0.1,
       "eval_every_epochs": 1.0,
@@ -378,8 +382,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(m.skeleton.num_persons, int) or m.skeleton.num_persons < 1:
     raise ValueError(f"config.model.skeleton.num_persons must be an integer ≥ 1, "
                      f"got {m.skeleton.num_persons!r}")
+  for stage in STAGES:
+    check(f"train.{stage}.schedule", config.train[stage].schedule, SCHEDULES)
   d = config.data
   check("data.protocol", d.protocol, tuple(PROTOCOLS))
+  if not 0 <= d.clip_augment.shift < 0.5:
+    raise ValueError("config.data.clip_augment.shift must be in [0, 0.5) (a fraction of the "
+                     f"frame side), got {d.clip_augment.shift}")
   check("data.skeleton_stream", d.skeleton_stream, SKELETON_STREAMS)
   check("data.rgb_modality", d.rgb_modality, tuple(RGB_STREAM_CHANNELS))
   # Fields that must agree: what the data pipeline feeds and what the model expects.

@@ -113,3 +113,11 @@ def test_validate_names_both_fields_of_an_inconsistent_pair(field, value, named)
 def test_malformed_variants_raise_naming_them(arg, message):
   with pytest.raises(ValueError, match=message):
     configlib.make_config(("fusion",), arg, ("bones", "fusion", "lambda"))
+
+
+@pytest.mark.parametrize("shift", [-0.1, 0.5])
+def test_clip_shift_outside_its_range_names_the_field(shift):
+  config = configlib.base_config(("rgb",))
+  config.data.clip_augment.shift = shift
+  with pytest.raises(ValueError, match=r"config\.data\.clip_augment\.shift must be in"):
+    configlib.validate(config)

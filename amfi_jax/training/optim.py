@@ -48,7 +48,15 @@ def resolve_schedule(stage_cfg: ml_collections.ConfigDict, num_train_examples: i
                   decay_steps=decay)
 
 
+SCHEDULES = ("step", "cosine")
+
+
 def learning_rate_schedule(stage_cfg, schedule: Schedule) -> optax.Schedule:
+  """`step`: × decay_factor at each decay step; `cosine`: learning_rate → 0 over the stage."""
+  if stage_cfg.schedule == "cosine":
+    return optax.cosine_decay_schedule(stage_cfg.learning_rate, schedule.total_steps)
+  if stage_cfg.schedule != "step":
+    raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {stage_cfg.schedule!r}")
   return optax.piecewise_constant_schedule(
       stage_cfg.learning_rate, {s: stage_cfg.decay_factor for s in schedule.decay_steps})
 

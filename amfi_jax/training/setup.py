@@ -62,7 +62,7 @@ def augmentation(config, name: str) -> dict:
               for k, v in skeleton.items() if k != "enabled"}
   clip = config.data.clip_augment
   clip_kwargs = {"rotate": bool(clip.rotate), "flip": bool(clip.flip),
-                 "scale": tuple(clip.scale) if clip.scale else None}
+                 "scale": tuple(clip.scale) if clip.scale else None, "shift": float(clip.shift)}
   return {"augment": on and bool(config.data.augment), "augment_kwargs": clip_kwargs,
           "skeleton_augment_kwargs": kwargs}
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from amfi_jax.data.readers.ntu_skeleton import read_skeleton
+from amfi_jax.data.preprocessing import clips as clips_module
 from amfi_jax.data.preprocessing.clips import (DEPTH_SCALE, augment_clip, crop_and_resize, crop_box,
                                           depth_crop)
 
@@ -196,6 +197,37 @@ def test_augment_zoom_in_magnifies_the_centre():
   # Doubled: the square covers the central 8x8 (bilinear edges aside).
   np.testing.assert_array_equal(out[0, 5:11, 5:11, 0], 255)
   assert not out[0, :3].any() and not out[0, 13:].any()
+
+
+def test_shift_moves_the_content_and_fills_zeros():
+  clip = np.zeros((2, 16, 16, 1), np.uint8)
+  clip[:, 6:10, 6:10] = 200
+  # 16 * 0.25 = up to 4 pixels either way; read the drawn shift back from the moved square.
+  for seed in range(6):
+    out = augment_clip(clip, np.random.default_rng(seed), rotate=False, flip=False, scale=None,
+                       shift=0.25)
+    dy, dx = np.random.default_rng(seed).uniform(-0.25, 0.25, size=2) * 16
+    rows, cols = np.nonzero(out[0, ..., 0] > 100)
+    assert abs(rows.mean() - (7.5 + dy)) < 0.5 and abs(cols.mean() - (7.5 + dx)) < 0.5
+    np.testing.assert_array_equal(out[0], out[1])  # one transform for all frames
+    assert out.shape == clip.shape and out.dtype == clip.dtype
+
+
+def test_whole_pixel_shift_is_a_translation_with_zero_fill():
+  clip = np.random.default_rng(0).uniform(size=(3, 12, 12, 1)).astype(np.float32)
+  out = clips_module._zoom(clip, 1.0, dy=2.0, dx=-3.0)
+  expected = np.zeros_like(clip)
+  expected[:, 2:, :9] = clip[:, :10, 3:]
+  np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_shift_zero_keeps_the_random_draws_of_zoom_only():
+  clip = _clip()
+  a = augment_clip(clip, np.random.default_rng(3), scale=(0.8, 1.2))
+  b = augment_clip(clip, np.random.default_rng(3), scale=(0.8, 1.2), shift=0.0)
+  np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match=r"shift must be in \[0, 0.5\)"):
+    augment_clip(clip, np.random.default_rng(0), shift=0.7)
 
 
 def test_augment_rejects_non_square():

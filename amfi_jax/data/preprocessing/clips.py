@@ -149,7 +149,8 @@ def depth_crop(depth: np.ndarray, size: int) -> np.ndarray:
 
 
 def augment_clip(clip: np.ndarray, rng: np.random.Generator, rotate: bool = True,
-                 flip: bool = True, scale: tuple[float, float] | None = (0.8, 1.2)) -> np.ndarray:
+                 flip: bool = True, scale: tuple[float, float] | None = (0.8, 1.2),
+                 shift: float = 0.0) -> np.ndarray:
   """Training augmentation of SPEC §3.3, one random transform shared by all frames of the clip.
 
   In this order, each drawn from `rng` only when enabled (so results are reproducible for a
@@ -158,6 +159,9 @@ def augment_clip(clip: np.ndarray, rng: np.random.Generator, rotate: bool = True
     flip: none, horizontal or vertical (uniform).
     scale: zoom by a factor f ~ U(scale): the frame is resized to round(f*S) and centre-cropped
       (f > 1) or centre-padded with zeros (f < 1) back to S; bilinear sampling.
+    shift: > 0: the content moves by (dy, dx) ~ U(-shift, shift) * S pixels (not in the paper;
+      for performers who do not always stand in the frame's centre), zero-filled where it
+      uncovers the border. Zoom and shift are one resampling.
 
   Args:
     clip: (K, S, S, C) frames, uint8 (any dtype works; it is kept).
@@ -168,6 +172,8 @@ def augment_clip(clip: np.ndarray, rng: np.random.Generator, rotate: bool = True
   """
   if clip.ndim != 4 or clip.shape[1] != clip.shape[2]:
     raise ValueError(f"expected square frames (K, S, S, C), got shape {clip.shape}")
+  if not 0 <= shift < 0.5:
+    raise ValueError(f"shift must be in [0, 0.5) (a fraction of the frame side), got {shift}")
   out = clip
   if rotate:
     out = np.rot90(out, k=int(rng.integers(4)), axes=(1, 2))
@@ -177,32 +183,37 @@ def augment_clip(clip: np.ndarray, rng: np.random.Generator, rotate: bool = True
       out = out[:, :, ::-1]
     elif mode == 2:
       out = out[:, ::-1]
-  if scale is not None:
-    factor = float(rng.uniform(*scale))
-    out = _zoom(out, factor)
+  factor = float(rng.uniform(*scale)) if scale is not None else 1.0
+  dy, dx = rng.uniform(-shift, shift, size=2) * out.shape[1] if shift > 0 else (0.0, 0.0)
+  out = _zoom(out, factor, float(dy), float(dx))
   return np.array(out, order="C")  # always a new array, never a view of the caller's clip
 
 
-def _zoom(clip: np.ndarray, factor: float) -> np.ndarray:
-  """Resizes (K, S, S, C) frames to round(factor*S) and centre-crops / zero-pads back to S, in one
-  bilinear resampling of the output grid."""
+def _zoom(clip: np.ndarray, factor: float, dy: float = 0.0, dx: float = 0.0) -> np.ndarray:
+  """Resizes (K, S, S, C) frames to round(factor*S), centre-crops / zero-pads back to S and moves
+  the content by (dy, dx) pixels (zeros fill what it uncovers), in one bilinear resampling of the
+  output grid (separable: rows, then columns)."""
   side = clip.shape[1]
   scaled = max(1, int(round(factor * side)))
-  if scaled == side:
+  if scaled == side and dy == 0 and dx == 0:
     return clip
   f = scaled / side
   offset = (scaled - side) / 2  # output pixel i is pixel i + offset of the scaled image
-  # Source coordinate of each output pixel centre (half-pixel convention).
-  src = (np.arange(side) + offset + 0.5) / f - 0.5
-  inside = (src >= -0.5) & (src <= side - 0.5)  # outside: padding of a zoom-out
-  src = np.clip(src, 0, side - 1)
-  i0 = np.floor(src).astype(np.int64)
-  i1 = np.minimum(i0 + 1, side - 1)
-  w = (src - i0).astype(np.float32)
+
+  def axis_weights(move):
+    # Source coordinate of each output pixel centre (half-pixel convention).
+    src = (np.arange(side) - move + offset + 0.5) / f - 0.5
+    inside = (src >= -0.5) & (src <= side - 0.5)  # outside: zero padding
+    src = np.clip(src, 0, side - 1)
+    i0 = np.floor(src).astype(np.int64)
+    return i0, np.minimum(i0 + 1, side - 1), (src - i0).astype(np.float32), inside
+
+  r0, r1, wr, inside_r = axis_weights(dy)
+  c0, c1, wc, inside_c = axis_weights(dx)
   x = clip.astype(np.float32)
-  rows = x[:, i0] * (1 - w)[None, :, None, None] + x[:, i1] * w[None, :, None, None]
-  both = rows[:, :, i0] * (1 - w)[None, None, :, None] + rows[:, :, i1] * w[None, None, :, None]
-  both *= (inside[:, None] & inside[None, :])[None, :, :, None]
+  rows = x[:, r0] * (1 - wr)[None, :, None, None] + x[:, r1] * wr[None, :, None, None]
+  both = rows[:, :, c0] * (1 - wc)[None, None, :, None] + rows[:, :, c1] * wc[None, None, :, None]
+  both *= (inside_r[:, None] & inside_c[None, :])[None, :, :, None]
   if np.issubdtype(clip.dtype, np.integer):
     info = np.iinfo(clip.dtype)
     both = np.clip(np.rint(both), info.min, info.max)
