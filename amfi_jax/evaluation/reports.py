@@ -377,7 +377,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def stage_entry(*, best_step: int | None, selected_on: str,
                 validation: Any = None, test: Any = None,
                 config: Any = None,
-                selection_metric: str = "top1") -> dict[str, Any]:
+                selection_metric: str = "top1", wall_seconds: float | None = None,
+                resumed_from_step: int | None = None) -> dict[str, Any]:
   """Builds the results.json entry of one stage in the layout `format_results_table` reads.
 
   Args:
@@ -388,6 +389,8 @@ def stage_entry(*, best_step: int | None, selected_on: str,
       confusion matrix is left out (it is in the PNG and would dwarf the file for 120 classes).
     config: the stage's config: a (nested) mapping or an ml_collections ConfigDict.
     selection_metric: the metric the checkpoint was selected on.
+    wall_seconds: wall-clock time of the stage (setup, training, reports) in the invocation
+      that finished it; `resumed_from_step` says whether an earlier invocation did part of it.
   """
   def metrics(result):
     if result is None:
@@ -405,6 +408,8 @@ def stage_entry(*, best_step: int | None, selected_on: str,
       "validation": metrics(validation),
       "test": metrics(test),
       "config": _jsonable(config),
+      "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 1),
+      "resumed_from_step": resumed_from_step,
   }
 
 
@@ -438,6 +443,13 @@ def _percent(metrics: Mapping[str, Any] | None, name: str) -> str:
   return "-" if value is None else f"{100.0 * float(value):.2f}"
 
 
+def _minutes(seconds: float | None, resumed_from_step: int | None) -> str:
+  """Wall time in minutes; '+' marks a stage resumed (earlier invocations not counted)."""
+  if seconds is None:
+    return "-"
+  return f"{seconds / 60:.1f}" + ("+" if resumed_from_step is not None else "")
+
+
 def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
   """Plain-text table of test accuracies (%) per stage, with the selection protocol.
 
@@ -446,7 +458,7 @@ def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
   """
   order = [s for s in STAGE_TITLES if s in results] + [s for s in results if s not in STAGE_TITLES]
   header = ["Stage", "Top-1 (%)", "Top-5 (%)", "Mean class (%)", "Test N", "Best step",
-            "Selection"]
+            "Wall (min)", "Selection"]
   rows = []
   for stage in order:
     entry = results[stage]
@@ -456,6 +468,7 @@ def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         _percent(test, "top1"), _percent(test, "top5"), _percent(test, "mean_class_accuracy"),
         "-" if not test or test.get("num_samples") is None else str(test["num_samples"]),
         "-" if entry.get("best_step") is None else str(entry["best_step"]),
+        _minutes(entry.get("wall_seconds"), entry.get("resumed_from_step")),
         str(entry.get("selection_protocol") or entry.get("selected_on") or "-"),
     ])
   widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
@@ -470,5 +483,6 @@ def format_results_table(results: Mapping[str, Mapping[str, Any]]) -> str:
                     if results[s].get("test") and results[s]["test"].get("topk", 5) < 5})
   if small_k:
     out.append(f"(top-5 is top-{small_k[0]}: fewer than 5 classes)")
-  out.append("Accuracies on the test split.")
+  out.append("Accuracies on the test split. Wall: the invocation that finished the stage "
+             "(+: resumed, earlier invocations not counted).")
   return "\n".join(out)

@@ -109,6 +109,7 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
     logging.info("Stage %s already finished (%s); skipping", name, sdir.result)
     return sdir.read_result()
   is_main = jax.process_index() == 0
+  start_time = time.time()
   setup = stage_setup.setup_stage(config, name, dataset, mesh)
   stage, scfg, schedule, tx, build, layout = (setup.stage, setup.scfg, setup.schedule, setup.tx,
                                               setup.build, setup.layout)
@@ -206,7 +207,8 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
   state = ckpts.restore(best, layout.abstract, layout.shardings)
   ckpts.close()
   result = _final_reports(config, name, sdir, run, dataset, stage, layout, state,
-                          eval_step, eval_kwargs, best, select_split, sources, names_source)
+                          eval_step, eval_kwargs, best, select_split, sources, names_source,
+                          start_time=start_time, resumed_from_step=latest)
   writer.close()
   return result
 
@@ -229,7 +231,7 @@ def _log_train(writer, progress, step, metrics, last_checked, scfg, config, forc
 
 def _final_reports(config, name, sdir, run, dataset, stage: Stage, layout, state,
                    eval_step, eval_kwargs, best_step, select_split, sources,
-                   names_source) -> dict:
+                   names_source, start_time: float, resumed_from_step: int | None) -> dict:
   """Evaluates the reported checkpoint on the selection and test splits and writes the reports.
 
   `sources`: the splits as the stage reads them (cached features or records); `names_source`:
@@ -246,7 +248,8 @@ def _final_reports(config, name, sdir, run, dataset, stage: Stage, layout, state
       weights.save_stream(sdir.best_stream, model, info={"stage": name, "step": best_step})
   result = reports.stage_entry(best_step=int(best_step), selected_on=config.data.protocol,
                                validation=validation, test=test,
-                               config=json.loads(config.to_json_best_effort()))
+                               config=json.loads(config.to_json_best_effort()),
+                               resumed_from_step=resumed_from_step)
   if jax.process_index() == 0:
     names = [_sample_name(names_source, i) for i in test.indices]
     reports.write_per_sample_scores(sdir.test_scores, names,
@@ -256,6 +259,8 @@ def _final_reports(config, name, sdir, run, dataset, stage: Stage, layout, state
     if len(test.labels) > 5:
       reports.save_tsne_png(sdir.tsne_png, test.features, test.labels,
                             dataset.class_names, f"{reports.STAGE_TITLES[name]}: t-SNE of test features")
+    # Everything but writing the result itself, which marks the stage finished.
+    result["wall_seconds"] = round(time.time() - start_time, 1)
     reports.update_results_json(run.results, name, result)
     tmp = sdir.result + ".tmp"
     with open(tmp, "w") as f:

@@ -161,7 +161,9 @@ def test_update_results_json_preserves_other_stages(tmp_path):
 
 
 def test_format_results_table_contains_the_numbers():
-  results = {"fusion": _entry(0.9123, 30, selected_on="test"), "rgb": _entry(0.8512, 10),
+  results = {"fusion": {**_entry(0.9123, 30, selected_on="test"), "wall_seconds": 90.0,
+                        "resumed_from_step": 12},
+             "rgb": {**_entry(0.8512, 10), "wall_seconds": 754.2},
              "skeleton": {"best_step": None, "selected_on": "validation", "test": None}}
   table = reports.format_results_table(results)
   lines = table.splitlines()
@@ -171,3 +173,4 @@ def test_format_results_table_contains_the_numbers():
   assert "16487" in rgb and "best on validation" in rgb
   assert skeleton.startswith("Skeleton only") and skeleton.count(" - ") >= 3
   assert fusion.startswith("Fusion") and "91.23" in fusion and "paper Alg. 1" in fusion
+  assert " 12.6 " in rgb and " 1.5+ " in fusion  # minutes; + = resumed

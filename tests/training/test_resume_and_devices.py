@@ -84,6 +84,7 @@ def test_sigkill_mid_stage_then_resume_gives_the_same_result(tiny_dataset, unint
   assert "resuming from step" in out
   expected, got = _result(uninterrupted), _result(workdir)
   assert got["best_step"] == expected["best_step"]
+  assert got["resumed_from_step"] >= 6 and expected["resumed_from_step"] is None
   for split in ("validation", "test"):
     for metric in ("top1", "top5", "mean_class_accuracy"):
       assert got[split][metric] == expected[split][metric], (split, metric)

@@ -36,6 +36,7 @@ def test_every_stage_trains_and_reports(trained_workdir):
     assert entry["test"]["num_samples"] == 12  # every test sample exactly once
     assert entry["validation"]["num_samples"] == 12
     assert 0.0 <= entry["test"]["top1"] <= entry["test"]["top5"] <= 1.0
+    assert entry["wall_seconds"] > 0 and entry["resumed_from_step"] is None
     stage = os.path.join(workdir, name)
     for produced in ("result.json", "confusion_test.png", "tsne_test.png", "test_scores.jsonl",
                      "metrics.jsonl"):
