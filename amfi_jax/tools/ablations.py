@@ -14,6 +14,7 @@ the command resumes. Prints a Markdown table (and writes it to --output).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 
@@ -48,6 +49,15 @@ def variant_name(changes: dict) -> str:
   return "_".join(f"{k}={v}" for k, v in sorted(changes.items()))
 
 
+def effective_changes(run: workdir_lib.RunDir, changes: dict) -> dict:
+  """The variant's settings that differ from the run's own fusion head. Empty: the variant IS
+  the run's fusion stage (e.g. AMFI, λ = 1 and "skeleton decides" under the paper's defaults),
+  whose result is read instead of training the same head again; equal variants share a
+  directory."""
+  fusion = run.read_run_info()["config"]["model"]["fusion"]
+  return {k: v for k, v in changes.items() if fusion.get(k) != v}
+
+
 def variant_config(run: workdir_lib.RunDir, changes: dict) -> ml_collections.ConfigDict:
   """The run's config training only the fusion head, with `changes`, on cached features."""
   config = ml_collections.ConfigDict(run.read_run_info()["config"])
@@ -60,6 +70,15 @@ def variant_config(run: workdir_lib.RunDir, changes: dict) -> ml_collections.Con
   config.train.fusion.cache_features = True
   configlib.validate(config)
   return config
+
+
+def share_data(run: workdir_lib.RunDir, variant_dir: str) -> None:
+  """The variant reads the dataset the run generated or built in its own data/ (the embedded
+  one, or one built from config.data.manual_dir) through a link, instead of building it again."""
+  variant = workdir_lib.RunDir(variant_dir)
+  if os.path.isdir(run.data) and not os.path.lexists(variant.data):
+    os.makedirs(variant.path, exist_ok=True)
+    os.symlink(run.data, variant.data)
 
 
 def check_runs(runs: list[workdir_lib.RunDir]) -> None:
@@ -83,9 +102,13 @@ def collect(runs: list[workdir_lib.RunDir]) -> list[dict]:
     values, protocol = [], None
     for run in runs:
       start = time.time()
-      result = loop.train_and_evaluate(
-          variant_config(run, changes),
-          f"{run.path}/ablations/{variant_name(changes)}")["fusion"]
+      effective = effective_changes(run, changes)
+      if effective:
+        variant_dir = os.path.join(run.path, "ablations", variant_name(effective))
+        share_data(run, variant_dir)
+        result = loop.train_and_evaluate(variant_config(run, effective), variant_dir)["fusion"]
+      else:
+        result = run.stage("fusion").read_result()
       logging.info("%s %s: test top-1 %.4f (%.0f s)", run.path, label, result["test"]["top1"],
                    time.time() - start)
       values.append(result["test"]["top1"])

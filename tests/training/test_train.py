@@ -152,20 +152,24 @@ def test_ablations_retrain_the_fusion_head_per_variant(trained_workdir, monkeypa
 
   workdir, results = trained_workdir
   run = RunDir(workdir)
-  monkeypatch.setattr(ablations, "VARIANTS", (("3", "max", {"kind": "max"}),
-                                              ("5", "λ = 3", {"kind": "amfi", "gate_weight": 3.0})))
+  monkeypatch.setattr(ablations, "VARIANTS", (
+      ("3", "max", {"kind": "max"}), ("5", "λ = 3", {"kind": "amfi", "gate_weight": 3.0}),
+      ("6", "skeleton decides", {"kind": "amfi", "decision": "skeleton"})))
   rows = ablations.collect([run])
   assert [(r["table"], r["label"]) for r in rows] == [
       ("4", "RGB/depth only"), ("4", "Skeleton only"), ("4", "Fusion (the run's fusion stage)"),
-      ("3", "max"), ("5", "λ = 3")]
+      ("3", "max"), ("5", "λ = 3"), ("6", "skeleton decides")]
   for row, stage in zip(rows, ("rgb", "skeleton", "fusion")):
     assert row["values"] == [results[stage]["test"]["top1"]]
-  for row, changes in zip(rows[3:], ({"kind": "max"}, {"gate_weight": 3.0, "kind": "amfi"})):
+  # The run's own head (AMFI, λ = 1, skeleton decides) is read, not trained again.
+  assert rows[5]["values"] == [results["fusion"]["test"]["top1"]]
+  assert sorted(os.listdir(os.path.join(workdir, "ablations"))) == ["gate_weight=3.0", "kind=max"]
+  for row, changes in zip(rows[3:5], ({"kind": "max"}, {"gate_weight": 3.0})):
     variant = RunDir(os.path.join(workdir, "ablations", ablations.variant_name(changes)))
     with open(variant.results) as f:
       entry = json.load(f)["fusion"]
     assert row["values"] == [entry["test"]["top1"]]
-    assert entry["config"]["model"]["fusion"]["kind"] == changes["kind"]
+    assert all(entry["config"]["model"]["fusion"][k] == v for k, v in changes.items())
     assert entry["config"]["train"]["fusion"]["cache_features"] is True
   table = ablations.format_table(rows, [run])
   assert "| 3 | max |" in table and "± 0.00" in table
