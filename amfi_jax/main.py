@@ -22,6 +22,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (file.py[
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and reports "
                                "(shared by all processes of a multi-process job).")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Re-run in a workdir trained with a different config (fields "
+    "that change the checkpoints' shapes or meaning are refused without it).")
 _DISTRIBUTED_SETTINGS = distributed.define_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -32,7 +35,7 @@ def main(argv):
   logs.quiet_library_logs()
   distributed.start(_DISTRIBUTED_SETTINGS)
   try:
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value)
   except loop.Preempted as e:
     logging.warning("%s", e)
     print(str(e), file=sys.stderr)

@@ -77,10 +77,25 @@ class _StopSignal:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs the stages of `config` in `workdir`; returns {stage: result dict}."""
+def train_and_evaluate(config, workdir: str, allow_config_change: bool = False) -> dict:
+  """Runs the stages of `config` in `workdir`; returns {stage: result dict}.
+
+  A workdir trained with another config is refused before anything is written
+  (`RunDir.check_config`), unless `allow_config_change`."""
   configlib.validate(config)
   run = workdir_lib.RunDir(workdir)
+  config_json = json.loads(config.to_json_best_effort())
+  # Process 0's verdict, so that every host stops (or goes on) together.
+  refused = None
+  try:
+    changed = run.check_config(config_json, allow_config_change)
+  except workdir_lib.ConfigChangedError as e:
+    refused, changed = e, []
+  if distributed.agree(refused is not None):
+    raise refused or workdir_lib.ConfigChangedError(
+        f"{run.path}: process 0 found a config change; see its log")
+  if changed:
+    logging.warning("Config fields changed since %s was written: %s", run.run_info, changed)
   os.makedirs(run.path, exist_ok=True)
   dataset = datasets.prepare(config.data, run.data)
   if dataset.num_classes != config.model.num_classes:
@@ -90,7 +105,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   logging.info("Mesh %s over %d devices (%d processes)", dict(mesh.shape), jax.device_count(),
                jax.process_count())
   if jax.process_index() == 0:
-    run.write_run_info({"config": json.loads(config.to_json_best_effort()),
+    run.write_run_info({"config": config_json,
                         "class_names": list(dataset.class_names),
                         "sample_format": dataset.sample_format()})
   results = {}
