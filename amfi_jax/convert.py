@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from amfi_jax import weights
+from amfi_jax import cli, weights
 
 _SOURCE = flags.DEFINE_enum("source", None, list(weights.SOURCES), "Architecture of the weights.")
 _INPUT = flags.DEFINE_string("input", None, "state_dict file (.pth, .pt, .npz, .safetensors).")
@@ -34,4 +34,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["source", "input", "output"])
-  app.run(main)
+  cli.run(main)

@@ -14,7 +14,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amfi_jax import distributed
+from amfi_jax import cli, configlib, distributed, workdir as workdir_lib
 from amfi_jax.monitoring import logs
 from amfi_jax.training import loop
 
@@ -33,13 +33,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
+  # Every check that needs neither devices nor data, before JAX starts.
+  config = cli.config_value(_CONFIG)
+  configlib.validate(config)
+  workdir_lib.check_workdir_path(_WORKDIR.value)
   distributed.start(_DISTRIBUTED_SETTINGS)
   try:
-    loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value)
+    loop.train_and_evaluate(config, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value)
   except loop.Preempted as e:
     logging.warning("%s", e)
     print(str(e), file=sys.stderr)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

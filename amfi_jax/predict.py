@@ -13,10 +13,11 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from amfi_jax import parallel, workdir as workdir_lib
+from amfi_jax import cli, parallel, workdir as workdir_lib
 from amfi_jax.data.preprocessing import samples
+from amfi_jax.errors import MissingFileError
 from amfi_jax.evaluation.metrics import softmax
 from amfi_jax.monitoring import logs
 from amfi_jax.training import setup as stage_setup
@@ -41,8 +42,8 @@ def choose_stage(run: workdir_lib.RunDir, stages, with_video: bool) -> str:
   for stage in wanted:
     if stage in trained:
       return stage
-  raise FileNotFoundError(f"{run.path} has no finished {' or '.join(wanted)} stage "
-                          f"(finished: {trained or 'none'})")
+  raise MissingFileError(f"{run.path} has no finished {' or '.join(wanted)} stage "
+                         f"(finished: {trained or 'none'})")
 
 
 def predict(workdir: str, skeleton_path: str, video_path: str | None = None
@@ -87,4 +88,4 @@ def _define_flags():
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -22,6 +22,8 @@ import dataclasses
 import json
 import os
 
+from amfi_jax.errors import ConfigError, FlagError, MissingFileError
+
 # Paper Algorithm 1: the RGB stream, the skeleton stream, then the fusion head on both.
 STAGES = ("rgb", "skeleton", "fusion")
 # Stages that train one stream and export its best weights for the fusion stage.
@@ -95,6 +97,15 @@ class StageDir:
       return json.load(f)
 
 
+def check_workdir_path(path: str) -> None:
+  """A --workdir must be a directory or not exist yet (it is then created)."""
+  if not path:
+    raise FlagError("--workdir is empty; name a directory")
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise FlagError(f"--workdir={path} is a file, not a directory; name a new or existing "
+                    "directory")
+
+
 def _flatten(tree, prefix: str = "") -> dict:
   out = {}
   for key, value in tree.items():
@@ -118,7 +129,7 @@ def is_safe_to_change(field: str) -> bool:
   return any(field == p or (p.endswith(".") and field.startswith(p)) for p in SAFE_TO_CHANGE)
 
 
-class ConfigChangedError(ValueError):
+class ConfigChangedError(ConfigError):
   """A re-run's config differs from the workdir's in fields its checkpoints depend on."""
 
 
@@ -179,8 +190,8 @@ class RunDir:
 
   def read_run_info(self) -> dict:
     if not os.path.isfile(self.run_info):
-      raise FileNotFoundError(f"{self.run_info} not found: --workdir must be a directory "
-                              "written by `python -m amfi_jax.main`")
+      raise MissingFileError(f"{self.run_info} not found: --workdir must be a directory "
+                             "written by `python -m amfi_jax.main`")
     with open(self.run_info) as f:
       return json.load(f)
 

@@ -18,6 +18,7 @@ from amfi_jax import distributed
 from amfi_jax.data import pipeline
 from amfi_jax.data.builders import ntu_rgbd_builder
 from amfi_jax.data.generator import synthetic
+from amfi_jax.errors import ConfigError, MissingFileError
 
 # Cross-subject split of the generated performers: 1 2 4 5 8 9 train (9 held out for validation),
 # 3 6 7 10 test, as for real NTU performers.
@@ -74,19 +75,19 @@ def prepare(data_cfg, data_root: str) -> Dataset:
     try:
       builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # tfds raises several types for unknown names / configs
-      raise ValueError(f"config.data.dataset={name!r} is not a known dataset or a prepared "
-                       f"dataset directory: {e}") from None
+      raise ConfigError(f"config.data.dataset={name!r} is not a known dataset or a prepared "
+                        f"dataset directory: {e}") from None
     if not builder.is_prepared() and data_cfg.manual_dir:
       if not os.path.isdir(data_cfg.manual_dir):
-        raise FileNotFoundError(f"config.data.manual_dir={data_cfg.manual_dir!r} is not a "
-                                "directory")
+        raise MissingFileError(f"config.data.manual_dir={data_cfg.manual_dir!r} is not a "
+                               "directory")
       if jax.process_index() == 0:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
             manual_dir=os.path.abspath(data_cfg.manual_dir)))
       distributed.barrier(f"{name} built")
       builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
-      raise FileNotFoundError(
+      raise MissingFileError(
           f"config.data.dataset={name!r} is not built in config.data.data_dir="
           f"{data_cfg.data_dir or '(TFDS default)'}; build it first, e.g. "
           f"`python -m amfi_jax.data.build data_builders/{name.split('/')[0]} "

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from flax import nnx
 
+from amfi_jax.errors import MissingFileError
 from amfi_jax.models.agcn import AGCN, NUM_SUBSETS
 from amfi_jax.models.graphs import GRAPHS
 from amfi_jax.models.resnet3d import ResNet3D
@@ -36,7 +37,7 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
   DataParallel, are unwrapped.
   """
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"Weight file not found: {path}")
+    raise MissingFileError(f"Weight file not found: {path}")
   ext = os.path.splitext(path)[1].lower()
   if ext == ".npz":
     with np.load(path) as data:
