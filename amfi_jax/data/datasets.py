@@ -67,11 +67,11 @@ def prepare(data_cfg, data_root: str) -> Dataset:
   if os.path.isfile(os.path.join(name, "dataset_info.json")):
     builder = tfds.builder_from_directory(name)
   else:
-    from amfi_jax.data.builders import utd_mhad_builder  # noqa: F401  registers `utd_mhad`
     # A dataset built from config.data.manual_dir goes under the run's data/ unless a data_dir
     # is given.
     data_dir = data_cfg.data_dir or (os.path.join(data_root, "tfds") if data_cfg.manual_dir
                                      else None)
+    _check_dataset_name(name)
     try:
       builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # tfds raises several types for unknown names / configs
@@ -94,6 +94,22 @@ def prepare(data_cfg, data_root: str) -> Dataset:
           f"--config={name.split('/')[-1]} --manual_dir=RAW --data_dir=DIR`, or set "
           "config.data.manual_dir=RAW to build it in the run")
   return Dataset(builder, _class_names(builder))
+
+
+def _check_dataset_name(name: str) -> None:
+  """`builder/config` must name one of this project's builders and one of its configs (TFDS's
+  own error would print its whole catalogue, or an empty list of close matches)."""
+  from amfi_jax.data.builders import utd_mhad_builder
+  builders = {b.name: b for b in (ntu_rgbd_builder.NtuRgbd, utd_mhad_builder.UtdMhad)}
+  builder_name, _, config_name = name.partition("/")
+  if builder_name not in builders:
+    raise ConfigError(f"config.data.dataset={name!r}: unknown dataset {builder_name!r}; "
+                      f"expected one of {sorted(builders)} (as name/config, e.g. "
+                      "ntu_rgbd/ntu60_xsub), or the directory of a prepared dataset version")
+  configs = [c.name for c in builders[builder_name].BUILDER_CONFIGS]
+  if config_name and config_name not in configs:
+    raise ConfigError(f"config.data.dataset={name!r}: {builder_name} has no config "
+                      f"{config_name!r}; its configs are {configs}")
 
 
 def _embedded(data_cfg, data_root: str) -> Dataset:
