@@ -70,3 +70,9 @@ def test_verbose_shows_the_traceback(tmp_path):
 def test_evaluate_on_a_directory_without_a_run(tmp_path):
   proc = _run("amfi_jax.evaluate", f"--workdir={tmp_path}")
   _assert_user_error(proc, "run.json not found")
+
+
+def test_predict_refuses_a_skeleton_and_a_video_of_different_samples(tmp_path):
+  proc = _run("amfi_jax.predict", f"--workdir={tmp_path}",
+              "--skeleton=S001C001P001R001A011.skeleton", "--video=S001C001P001R001A012_rgb.avi")
+  _assert_user_error(proc, "S001C001P001R001A011", "S001C001P001R001A012", "--allow_mismatch")

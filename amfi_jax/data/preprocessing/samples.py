@@ -34,6 +34,10 @@ def load_clip(video_path: str, seq: ntu_skeleton.SkeletonSequence, *, clip_lengt
   """K equally spaced frames, cropped around the performers of `seq` and resized to S x S
   (uint8), and the video's frame count."""
   frames, total = video.read_video_frames(video_path, clip_length)
+  if total < video.MIN_DECODABLE_FRACTION * seq.num_frames:
+    raise DataFormatError(video_path, f"{total} decodable frames, but its skeleton file has "
+                          f"{seq.num_frames} (below {video.MIN_DECODABLE_FRACTION:.0%}): "
+                          "truncated or corrupt video, or the skeleton of another sample")
   box = clips.crop_box(seq.color_xy, frames.shape[1:3], crop_size=crop_size)
   clip = clips.crop_and_resize(frames, box, image_size)
   return np.ascontiguousarray(clip, dtype=np.uint8), int(total)
