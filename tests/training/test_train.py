@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -93,6 +94,19 @@ def test_rerun_with_safe_changes_only_goes_on(trained_workdir, tiny_dataset):
   config.data.num_threads = 2
   assert loop.train_and_evaluate(config, workdir) == json.loads(json.dumps(results))
   assert RunDir(workdir).load_config().train.log_every_steps == 5
+
+
+def test_evaluate_names_a_checkpoint_that_does_not_fit_the_recorded_config(trained_workdir,
+                                                                           tmp_path):
+  workdir, _ = trained_workdir
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy)
+  info = RunDir(copy).read_run_info()
+  info["config"]["model"]["skeleton"]["width_multiplier"] *= 2
+  RunDir(copy).write_run_info(info)
+  with pytest.raises(ValueError, match=r"checkpoint \d+ in .*skeleton.* does not fit the model "
+                     r"that config\.model builds"):
+    evaluate.evaluate_workdir(copy, stages=["skeleton"])
 
 
 def test_evaluate_reproduces_the_reported_test_metrics(trained_workdir):
