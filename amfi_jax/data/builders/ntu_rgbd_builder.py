@@ -332,10 +332,10 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
     """Applies the error policy to (sample, path, reason) triples."""
     config: NtuRgbdConfig = self.builder_config
-    if config.error_policy == "raise":
+    if common.error_policy(config) == "raise":
       name, path, reason = errors[0]
-      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; use "
-                            "error_policy='skip' to drop malformed samples and record them)")
+      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; build "
+                            "with --error_policy=skip to drop malformed samples and record them)")
     common.record_skips(self.info.metadata, errors)
 
 

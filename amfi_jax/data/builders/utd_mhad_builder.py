@@ -205,10 +205,10 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
 
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
     config: UtdMhadConfig = self.builder_config
-    if config.error_policy == "raise":
+    if common.error_policy(config) == "raise":
       name, path, reason = errors[0]
-      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; use "
-                            "error_policy='skip' to drop malformed samples and record them)")
+      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; build "
+                            "with --error_policy=skip to drop malformed samples and record them)")
     common.record_skips(self.info.metadata, errors)
 
 
