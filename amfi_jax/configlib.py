@@ -8,11 +8,14 @@ override such as `--config.model.num_classes=120` leaves nothing stale.
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from amfi_jax import parallel
 from amfi_jax.data.pipeline import PROTOCOLS
 from amfi_jax.data.preprocessing.samples import SKELETON_STREAMS
+from amfi_jax.errors import ConfigError
 from amfi_jax.models.agcn import parse_layers
 from amfi_jax.models.graphs import GRAPHS
 from amfi_jax.models.fusion import ASSOCIATIONS, DECISION_MODALITIES, FUSIONS
@@ -222,7 +225,7 @@ def gate_weight(config: ml_collections.ConfigDict, value: str) -> None:
   try:
     config.model.fusion.gate_weight = float(value)
   except ValueError:
-    raise ValueError(f"Variant lambda={value!r} is not a number") from None
+    raise ConfigError(f"Variant lambda={value!r} is not a number") from None
 
 
 def decision(config: ml_collections.ConfigDict, modality: str) -> None:
@@ -329,16 +332,16 @@ def apply_variant(config: ml_collections.ConfigDict, arg: str | None,
   variant = parse_variant(arg)
   unknown = sorted(set(variant) - set(allowed))
   if unknown:
-    raise ValueError(f"Unknown config variant(s) {unknown}; this config accepts {list(allowed)}")
+    raise ConfigError(f"Unknown config variant(s) {unknown}; this config accepts {list(allowed)}")
   for key, value in variant.items():
     fn, example = VARIANTS[key]
     if example is None:
       if value:
-        raise ValueError(f"Config variant {key!r} takes no value, got {key}={value}")
+        raise ConfigError(f"Config variant {key!r} takes no value, got {key}={value}")
       fn(config)
     else:
       if not value:
-        raise ValueError(f"Config variant {key!r} needs a value, e.g. {key}={example}")
+        raise ConfigError(f"Config variant {key!r} needs a value, e.g. {key}={example}")
       fn(config, value)
   return config
 
@@ -355,18 +358,37 @@ def make_config(stages: tuple[str, ...], arg: str | None, allowed: tuple[str, ..
   return config
 
 
+def _validate_stage(t: ml_collections.ConfigDict, field: str) -> None:
+  """A stage's optimisation settings that can be checked before any data exists."""
+  def positive_int(name):
+    value = t[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ConfigError(f"{field}.{name} must be an integer ≥ 1, got {value!r}")
+  positive_int("batch_size")
+  positive_int("eval_batch_size")
+  if t.num_steps <= 0 and t.num_epochs <= 0:
+    raise ConfigError(f"{field}: set num_epochs > 0 or num_steps > 0 (got {t.num_epochs} and "
+                      f"{t.num_steps})")
+  for name in ("learning_rate", "eval_every_epochs"):
+    if not math.isfinite(t[name]) or t[name] <= 0:
+      raise ConfigError(f"{field}.{name} must be a finite number > 0, got {t[name]}")
+  for name in ("weight_decay", "momentum", "decay_factor"):
+    if not math.isfinite(t[name]) or t[name] < 0:
+      raise ConfigError(f"{field}.{name} must be a finite number ≥ 0, got {t[name]}")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises a ValueError naming the config field for values the code cannot use."""
   def check(field, value, allowed):
     if value not in allowed:
-      raise ValueError(f"config.{field} must be one of {list(allowed)}, got {value!r}")
+      raise ConfigError(f"config.{field} must be one of {list(allowed)}, got {value!r}")
 
   for stage in config.stages:
     check("stages[]", stage, STAGES)
   parallel.config_rules(config.mesh)  # raises naming config.mesh.rules.<axis>
   m = config.model
   if not isinstance(m.num_classes, int) or m.num_classes < 2:
-    raise ValueError(f"config.model.num_classes must be an integer ≥ 2, got {m.num_classes!r}")
+    raise ConfigError(f"config.model.num_classes must be an integer ≥ 2, got {m.num_classes!r}")
   check("model.dtype", m.dtype, ("float32", "bfloat16"))
   check("model.rgb.input_normalization", m.rgb.input_normalization, INPUT_NORMALIZATIONS)
   check("model.rgb.in_channels", m.rgb.in_channels, (1, 3))
@@ -374,45 +396,52 @@ def validate(config: ml_collections.ConfigDict) -> None:
   try:
     parse_layers(m.skeleton.layers)
   except ValueError as e:
-    raise ValueError(f"config.model.skeleton.layers: {e}") from None
+    raise ConfigError(f"config.model.skeleton.layers: {e}") from None
   check("model.fusion.kind", m.fusion.kind, FUSIONS)
   check("model.fusion.association", m.fusion.association, ASSOCIATIONS)
   check("model.fusion.decision", m.fusion.decision, DECISION_MODALITIES)
   for name in ("rgb", "skeleton"):
     if m[name].width_multiplier <= 0:
-      raise ValueError(f"config.model.{name}.width_multiplier must be > 0, "
-                       f"got {m[name].width_multiplier}")
+      raise ConfigError(f"config.model.{name}.width_multiplier must be > 0, "
+                        f"got {m[name].width_multiplier}")
   if m.fusion.gate_weight < 0:
-    raise ValueError(f"config.model.fusion.gate_weight must be ≥ 0, got {m.fusion.gate_weight}")
+    raise ConfigError(f"config.model.fusion.gate_weight must be ≥ 0, got {m.fusion.gate_weight}")
   check("model.skeleton.graph", m.skeleton.graph, tuple(GRAPHS))
   if not isinstance(m.skeleton.num_persons, int) or m.skeleton.num_persons < 1:
-    raise ValueError(f"config.model.skeleton.num_persons must be an integer ≥ 1, "
-                     f"got {m.skeleton.num_persons!r}")
+    raise ConfigError(f"config.model.skeleton.num_persons must be an integer ≥ 1, "
+                      f"got {m.skeleton.num_persons!r}")
   for stage in STAGES:
+    _validate_stage(config.train[stage], f"config.train.{stage}")
     check(f"train.{stage}.schedule", config.train[stage].schedule, SCHEDULES)
   d = config.data
   check("data.protocol", d.protocol, tuple(PROTOCOLS))
   if not 0 <= d.clip_augment.shift < 0.5:
-    raise ValueError("config.data.clip_augment.shift must be in [0, 0.5) (a fraction of the "
-                     f"frame side), got {d.clip_augment.shift}")
+    raise ConfigError("config.data.clip_augment.shift must be in [0, 0.5) (a fraction of the "
+                      f"frame side), got {d.clip_augment.shift}")
   check("data.skeleton_stream", d.skeleton_stream, SKELETON_STREAMS)
   check("data.rgb_modality", d.rgb_modality, tuple(RGB_STREAM_CHANNELS))
   # Fields that must agree: what the data pipeline feeds and what the model expects.
   f = config.train.fusion
   if f.cache_features and not m.fusion.freeze_backbones:
-    raise ValueError("config.train.fusion.cache_features needs frozen streams "
-                     "(config.model.fusion.freeze_backbones=True)")
+    raise ConfigError("config.train.fusion.cache_features needs frozen streams "
+                      "(config.model.fusion.freeze_backbones=True)")
   if f.cache_features and f.augment:
-    raise ValueError("config.train.fusion.cache_features needs config.train.fusion.augment="
-                     "False: augmented inputs change the features every step")
+    raise ConfigError("config.train.fusion.cache_features needs config.train.fusion.augment="
+                      "False: augmented inputs change the features every step")
   channels = SKELETON_STREAM_CHANNELS[d.skeleton_stream]
   if m.skeleton.in_channels != channels:
-    raise ValueError(
+    raise ConfigError(
         f"config.data.skeleton_stream={d.skeleton_stream!r} feeds {channels} channels but "
         f"config.model.skeleton.in_channels={m.skeleton.in_channels} (the `bones` variant sets "
         "both)")
   channels = RGB_STREAM_CHANNELS[d.rgb_modality]
   if m.rgb.in_channels != channels:
-    raise ValueError(
+    raise ConfigError(
         f"config.data.rgb_modality={d.rgb_modality!r} feeds {channels} channel(s) but "
         f"config.model.rgb.in_channels={m.rgb.in_channels}")
+  if not config.data.dataset and m.num_classes != config.data.embedded.num_classes:
+    raise ConfigError(
+        f"config.model.num_classes={m.num_classes} but the embedded dataset (config.data.dataset "
+        f"is empty) has config.data.embedded.num_classes={config.data.embedded.num_classes}: "
+        "use the `demo` variant (e.g. configs/fusion.py:demo), or set config.data.dataset to a "
+        "built dataset such as ntu_rgbd/ntu60_xsub")

@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
-from absl import app, flags
+import os
 
-from amfi_jax import weights
+from absl import flags
+
+from amfi_jax import cli, weights
+from amfi_jax.errors import FlagError
 
 _SOURCE = flags.DEFINE_enum("source", None, list(weights.SOURCES), "Architecture of the weights.")
 _INPUT = flags.DEFINE_string("input", None, "state_dict file (.pth, .pt, .npz, .safetensors).")
@@ -26,12 +29,21 @@ def convert(source: str, input_path: str, output_dir: str) -> str:
   return weights.save_stream(output_dir, model, info=info)
 
 
+def check_output(path: str) -> None:
+  """--output must be a new directory (or an empty one), checked before any file is read."""
+  if os.path.isfile(path):
+    raise FlagError(f"--output={path} is a file; name a new directory")
+  if os.path.isdir(path) and os.listdir(path):
+    raise FlagError(f"--output={path} is a non-empty directory; name a new directory")
+
+
 def main(argv):
   del argv
+  check_output(_OUTPUT.value)
   path = convert(_SOURCE.value, _INPUT.value, _OUTPUT.value)
   print(f"Wrote {_SOURCE.value} weights from {_INPUT.value} to {path}")
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["source", "input", "output"])
-  app.run(main)
+  cli.run(main)

@@ -10,10 +10,11 @@ one, whose best checkpoint so far is evaluated.
 from __future__ import annotations
 
 import jax
-from absl import app, flags
+from absl import flags
 
-from amfi_jax import parallel, workdir as workdir_lib
+from amfi_jax import cli, parallel, workdir as workdir_lib
 from amfi_jax.data import datasets
+from amfi_jax.errors import FlagError, MissingFileError
 from amfi_jax.evaluation import reports
 from amfi_jax.monitoring import logs
 from amfi_jax.training import evaluation
@@ -28,10 +29,10 @@ def evaluate_workdir(workdir: str, split: str = "test", stages=None) -> dict:
   config = run.load_config()
   for name in stages or ():
     if name not in config.stages:
-      raise ValueError(f"--stages: {name!r} is not a stage of this run ({list(config.stages)})")
+      raise FlagError(f"--stages: {name!r} is not a stage of this run ({list(config.stages)})")
   stages = list(stages or run.finished_stages(config.stages))
   if not stages:
-    raise FileNotFoundError(f"No finished stage in {run.path}")
+    raise MissingFileError(f"No finished stage in {run.path}")
   dataset = datasets.prepare(config.data, run.data)
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
   results = {}
@@ -69,4 +70,4 @@ def _define_flags():
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -20,6 +20,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from amfi_jax.errors import ConfigError
+
 AXES = ("data", "model")
 
 # Activation axes.
@@ -52,13 +54,13 @@ def rules_from(table: Mapping[str, str]) -> Rules:
   """A hashable rules table from `config.mesh.rules`; raises naming an unknown axis or target."""
   unknown = sorted(set(table) - set(LOGICAL_AXES))
   if unknown:
-    raise ValueError(f"config.mesh.rules: unknown logical axes {unknown}; known: "
-                     f"{list(LOGICAL_AXES)}")
+    raise ConfigError(f"config.mesh.rules: unknown logical axes {unknown}; known: "
+                      f"{list(LOGICAL_AXES)}")
   rules = []
   for name in LOGICAL_AXES:
     target = table.get(name, "") or None
     if target is not None and target not in AXES:
-      raise ValueError(f"config.mesh.rules.{name}={target!r}: must be one of {list(AXES)} or ''")
+      raise ConfigError(f"config.mesh.rules.{name}={target!r}: must be one of {list(AXES)} or ''")
     rules.append((name, target))
   return tuple(rules)
 
@@ -88,12 +90,12 @@ def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
   devices = list(jax.devices() if devices is None else devices)
   n = len(devices)
   if model < 1 or n % model:
-    raise ValueError(f"config.mesh.model={model} must be ≥ 1 and divide the {n} devices")
+    raise ConfigError(f"config.mesh.model={model} must be ≥ 1 and divide the {n} devices")
   if data == -1:
     data = n // model
   if data * model != n:
-    raise ValueError(f"config.mesh.data × config.mesh.model = {data} × {model} must equal the "
-                     f"{n} available devices (use data=-1 to fill)")
+    raise ConfigError(f"config.mesh.data × config.mesh.model = {data} × {model} must equal the "
+                      f"{n} available devices (use data=-1 to fill)")
   return Mesh(np.asarray(devices).reshape(data, model), AXES,
               axis_types=(jax.sharding.AxisType.Auto,) * 2)
 

@@ -13,10 +13,12 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from amfi_jax import parallel, workdir as workdir_lib
+from amfi_jax import cli, parallel, workdir as workdir_lib
 from amfi_jax.data.preprocessing import samples
+from amfi_jax.data.readers import ntu
+from amfi_jax.errors import FlagError, MissingFileError
 from amfi_jax.evaluation.metrics import softmax
 from amfi_jax.monitoring import logs
 from amfi_jax.training import setup as stage_setup
@@ -41,18 +43,36 @@ def choose_stage(run: workdir_lib.RunDir, stages, with_video: bool) -> str:
   for stage in wanted:
     if stage in trained:
       return stage
-  raise FileNotFoundError(f"{run.path} has no finished {' or '.join(wanted)} stage "
-                          f"(finished: {trained or 'none'})")
+  raise MissingFileError(f"{run.path} has no finished {' or '.join(wanted)} stage "
+                         f"(finished: {trained or 'none'})")
 
 
-def predict(workdir: str, skeleton_path: str, video_path: str | None = None
-            ) -> tuple[str, list[tuple[str, float]]]:
+def check_same_sample(skeleton_path: str, video_path: str | None) -> None:
+  """The skeleton and the video must be of one sample (NTU names: S…C…P…R…A…)."""
+  if video_path is None:
+    return
+  names = []
+  for flag, path in (("--skeleton", skeleton_path), ("--video", video_path)):
+    try:
+      names.append(str(ntu.parse_sample_name(path)))
+    except ValueError:
+      raise FlagError(f"{flag}={path}: not an NTU sample name (SsssCcccPpppRrrrAaaa…); pass "
+                      "--allow_mismatch to use the files anyway") from None
+  if names[0] != names[1]:
+    raise FlagError(f"--skeleton is sample {names[0]} but --video is sample {names[1]}; pass "
+                    "--allow_mismatch to combine them anyway")
+
+
+def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
+            allow_mismatch: bool = False) -> tuple[str, list[tuple[str, float]]]:
   """(stage used, [(class name, probability)] sorted by probability)."""
+  if not allow_mismatch:
+    check_same_sample(skeleton_path, video_path)
   run = workdir_lib.RunDir(workdir)
   info = run.read_run_info()
   config = run.load_config()
   if config.data.rgb_modality != "rgb":
-    raise ValueError("predict reads NTU samples (skeleton + RGB video); this run trained on "
+    raise FlagError("predict reads NTU samples (skeleton + RGB video); this run trained on "
                      f"{config.data.rgb_modality!r}")
   stage_name = choose_stage(run, config.stages, bool(video_path))
   inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
@@ -70,7 +90,7 @@ def main(argv):
   del argv
   logs.quiet_library_logs()
   args = flags.FLAGS
-  stage, ranking = predict(args.workdir, args.skeleton, args.video)
+  stage, ranking = predict(args.workdir, args.skeleton, args.video, args.allow_mismatch)
   print(f"{os.path.basename(args.skeleton)}: {stage} model")
   for rank, (name, p) in enumerate(ranking[:args.top], 1):
     print(f"{rank}. {name:<40s} {100 * p:6.2f} %")
@@ -82,9 +102,11 @@ def _define_flags():
   flags.DEFINE_string("skeleton", None, "An NTU .skeleton file.")
   flags.DEFINE_string("video", None, "The sample's _rgb.avi (optional).")
   flags.DEFINE_integer("top", 5, "How many actions to print.")
+  flags.DEFINE_bool("allow_mismatch", False, "Combine a skeleton and a video whose sample names "
+                    "differ (refused by default).")
   flags.mark_flags_as_required(["workdir", "skeleton"])
 
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -22,10 +22,21 @@ import dataclasses
 import json
 import os
 
+from amfi_jax.errors import ConfigError, FlagError, MissingFileError
+
 # Paper Algorithm 1: the RGB stream, the skeleton stream, then the fusion head on both.
 STAGES = ("rgb", "skeleton", "fusion")
 # Stages that train one stream and export its best weights for the fusion stage.
 STREAM_STAGES = ("rgb", "skeleton")
+
+# Config fields a re-run in an existing workdir may change freely: how the work is run and
+# logged, not what a checkpoint holds or means (paths, threads, the mesh — resuming on another
+# device count is supported —, evaluation batch sizes, the stages to run, and the feature cache,
+# whose results equal the uncached path's). Patterns: a field, or a prefix ending in '.'.
+SAFE_TO_CHANGE = ("stages", "data.data_dir", "data.manual_dir", "data.num_threads",
+                  "data.prefetch", "mesh.", "train.log_every_steps", "train.keep_latest",
+                  "train.rgb.eval_batch_size", "train.skeleton.eval_batch_size",
+                  "train.fusion.eval_batch_size", "train.fusion.cache_features")
 
 RUN_INFO = "run.json"
 RESULTS = "results.json"
@@ -86,6 +97,42 @@ class StageDir:
       return json.load(f)
 
 
+def check_workdir_path(path: str) -> None:
+  """A --workdir must be a directory or not exist yet (it is then created)."""
+  if not path:
+    raise FlagError("--workdir is empty; name a directory")
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise FlagError(f"--workdir={path} is a file, not a directory; name a new or existing "
+                    "directory")
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def config_changes(recorded: dict, new: dict) -> list[tuple[str, object, object]]:
+  """(field, recorded value, new value) for every config field that differs (JSON forms; a
+  field missing on one side shows as None), sorted by field."""
+  old_flat, new_flat = _flatten(recorded), _flatten(new)
+  normal = lambda v: list(v) if isinstance(v, tuple) else v
+  return [(k, old_flat.get(k), new_flat.get(k)) for k in sorted(set(old_flat) | set(new_flat))
+          if normal(old_flat.get(k)) != normal(new_flat.get(k))]
+
+
+def is_safe_to_change(field: str) -> bool:
+  return any(field == p or (p.endswith(".") and field.startswith(p)) for p in SAFE_TO_CHANGE)
+
+
+class ConfigChangedError(ConfigError):
+  """A re-run's config differs from the workdir's in fields its checkpoints depend on."""
+
+
 class RunDir:
   """A workdir written by `python -m amfi_jax.main`."""
 
@@ -121,10 +168,30 @@ class RunDir:
       json.dump(info, f, indent=2)
     os.replace(tmp, self.run_info)
 
+  def check_config(self, config: dict, allow_change: bool = False) -> list[str]:
+    """Compares a re-run's config (its JSON form) with the one `run.json` recorded.
+
+    Fields outside SAFE_TO_CHANGE that differ raise ConfigChangedError listing each (old → new)
+    and the ways out, unless `allow_change`. Returns the differing fields (to log). A workdir
+    without run.json has nothing to compare."""
+    if not os.path.isfile(self.run_info):
+      return []
+    recorded = self.read_run_info().get("config", {})
+    changes = config_changes(recorded, config)
+    blocking = [c for c in changes if not is_safe_to_change(c[0])]
+    if blocking and not allow_change:
+      lines = "\n".join(f"  config.{k}: {old!r} → {new!r}" for k, old, new in blocking)
+      raise ConfigChangedError(
+          f"{self.path} was trained with another config; these fields differ from its "
+          f"{RUN_INFO}:\n{lines}\nIts checkpoints and reports depend on them, so nothing was "
+          "changed. Use a new --workdir for the new config, or pass --allow_config_change if "
+          "these changes leave the checkpoints' shapes and meaning intact.")
+    return [c[0] for c in changes]
+
   def read_run_info(self) -> dict:
     if not os.path.isfile(self.run_info):
-      raise FileNotFoundError(f"{self.run_info} not found: --workdir must be a directory "
-                              "written by `python -m amfi_jax.main`")
+      raise MissingFileError(f"{self.run_info} not found: --workdir must be a directory "
+                             "written by `python -m amfi_jax.main`")
     with open(self.run_info) as f:
       return json.load(f)
 

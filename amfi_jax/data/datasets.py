@@ -18,6 +18,7 @@ from amfi_jax import distributed
 from amfi_jax.data import pipeline
 from amfi_jax.data.builders import ntu_rgbd_builder
 from amfi_jax.data.generator import synthetic
+from amfi_jax.errors import ConfigError, MissingFileError
 
 # Cross-subject split of the generated performers: 1 2 4 5 8 9 train (9 held out for validation),
 # 3 6 7 10 test, as for real NTU performers.
@@ -66,33 +67,49 @@ def prepare(data_cfg, data_root: str) -> Dataset:
   if os.path.isfile(os.path.join(name, "dataset_info.json")):
     builder = tfds.builder_from_directory(name)
   else:
-    from amfi_jax.data.builders import utd_mhad_builder  # noqa: F401  registers `utd_mhad`
     # A dataset built from config.data.manual_dir goes under the run's data/ unless a data_dir
     # is given.
     data_dir = data_cfg.data_dir or (os.path.join(data_root, "tfds") if data_cfg.manual_dir
                                      else None)
+    _check_dataset_name(name)
     try:
       builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # tfds raises several types for unknown names / configs
-      raise ValueError(f"config.data.dataset={name!r} is not a known dataset or a prepared "
-                       f"dataset directory: {e}") from None
+      raise ConfigError(f"config.data.dataset={name!r} is not a known dataset or a prepared "
+                        f"dataset directory: {e}") from None
     if not builder.is_prepared() and data_cfg.manual_dir:
       if not os.path.isdir(data_cfg.manual_dir):
-        raise FileNotFoundError(f"config.data.manual_dir={data_cfg.manual_dir!r} is not a "
-                                "directory")
+        raise MissingFileError(f"config.data.manual_dir={data_cfg.manual_dir!r} is not a "
+                               "directory")
       if jax.process_index() == 0:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
             manual_dir=os.path.abspath(data_cfg.manual_dir)))
       distributed.barrier(f"{name} built")
       builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
-      raise FileNotFoundError(
+      raise MissingFileError(
           f"config.data.dataset={name!r} is not built in config.data.data_dir="
           f"{data_cfg.data_dir or '(TFDS default)'}; build it first, e.g. "
           f"`python -m amfi_jax.data.build data_builders/{name.split('/')[0]} "
           f"--config={name.split('/')[-1]} --manual_dir=RAW --data_dir=DIR`, or set "
           "config.data.manual_dir=RAW to build it in the run")
   return Dataset(builder, _class_names(builder))
+
+
+def _check_dataset_name(name: str) -> None:
+  """`builder/config` must name one of this project's builders and one of its configs (TFDS's
+  own error would print its whole catalogue, or an empty list of close matches)."""
+  from amfi_jax.data.builders import utd_mhad_builder
+  builders = {b.name: b for b in (ntu_rgbd_builder.NtuRgbd, utd_mhad_builder.UtdMhad)}
+  builder_name, _, config_name = name.partition("/")
+  if builder_name not in builders:
+    raise ConfigError(f"config.data.dataset={name!r}: unknown dataset {builder_name!r}; "
+                      f"expected one of {sorted(builders)} (as name/config, e.g. "
+                      "ntu_rgbd/ntu60_xsub), or the directory of a prepared dataset version")
+  configs = [c.name for c in builders[builder_name].BUILDER_CONFIGS]
+  if config_name and config_name not in configs:
+    raise ConfigError(f"config.data.dataset={name!r}: {builder_name} has no config "
+                      f"{config_name!r}; its configs are {configs}")
 
 
 def _embedded(data_cfg, data_root: str) -> Dataset:

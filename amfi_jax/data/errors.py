@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from amfi_jax.errors import UserError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(UserError, ValueError):
   """A malformed input file.
 
   Every reader of the data path raises this (and only this) for malformed input, so a dataset

@@ -21,7 +21,7 @@ import time
 import ml_collections
 from absl import app, flags, logging
 
-from amfi_jax import configlib, distributed, workdir as workdir_lib
+from amfi_jax import cli, configlib, distributed, workdir as workdir_lib
 from amfi_jax.evaluation import reports
 from amfi_jax.monitoring import logs
 from amfi_jax.training import loop
@@ -153,4 +153,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("output", "", "Also write the Markdown table here (and its rows as .json).")
   flags.mark_flags_as_required(["workdirs"])
   _DISTRIBUTED_SETTINGS = distributed.define_flags()
-  app.run(main)
+  cli.run(main)

@@ -46,7 +46,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amfi_jax import configlib, distributed, parallel
+from amfi_jax import cli, configlib, distributed, parallel
 from amfi_jax import workdir as workdir_lib
 from amfi_jax.data import datasets, pipeline
 from amfi_jax.models import conv as conv_lib
@@ -329,7 +329,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logs.quiet_library_logs()
   distributed.start(_DISTRIBUTED_SETTINGS)
-  config, opts = _CONFIG.value, options_from_flags()
+  config, opts = cli.config_value(_CONFIG), options_from_flags()
   try:
     check_options(config, opts, parallel.make_mesh(config.mesh.data, config.mesh.model))
   except ValueError as e:
@@ -352,4 +352,4 @@ def _jsonable(value):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

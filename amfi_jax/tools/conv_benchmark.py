@@ -24,6 +24,7 @@ import optax
 from flax import nnx
 from jax import lax
 
+from amfi_jax import cli
 from amfi_jax.models import conv as conv_lib
 from amfi_jax.models.resnet3d import ResNet3D
 
@@ -181,4 +182,4 @@ def _define_flags():
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import tensorflow_datasets as tfds
 from absl import app, flags
 
+from amfi_jax import cli
 from amfi_jax.data import pipeline
 from amfi_jax.data.builders import ntu_rgbd_builder
 from amfi_jax.data.generator import synthetic
@@ -108,4 +109,4 @@ def _define_flags():
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

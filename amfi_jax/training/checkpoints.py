@@ -7,6 +7,7 @@ that carries the CURRENT shardings, so a checkpoint written on one mesh restores
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import grain
@@ -14,6 +15,8 @@ import jax
 from absl import logging
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
+
+from amfi_jax.errors import ConfigError
 
 SELECTION_METRIC = "selection_top1"
 
@@ -64,8 +67,9 @@ class StageCheckpoints:
     """
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract_state, shardings)
-    restored = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    with self._names_a_misfit(step):
+      restored = self.manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     if data_iterator is not None:
       self.restore_position(step, data_iterator)
     return restored["state"]
@@ -86,9 +90,24 @@ class StageCheckpoints:
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract_weights, shardings)
     restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding), target)
-    restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=target, restore_args=restore_args, partial_restore=True)))
+    with self._names_a_misfit(step):
+      restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          item=target, restore_args=restore_args, partial_restore=True)))
     return restored["state"]
+
+  @contextlib.contextmanager
+  def _names_a_misfit(self, step: int):
+    """A checkpoint that does not fit the model the config builds (another width, class count,
+    layer list...) raises a ConfigError naming the checkpoint and the config section, instead of
+    Orbax's error deep in a traceback."""
+    try:
+      yield
+    except (ValueError, KeyError, TypeError) as e:
+      lines = [line for line in str(e).splitlines() if line.strip()]
+      raise ConfigError(
+          f"checkpoint {step} in {self.directory} does not fit the model that config.model "
+          f"builds (was it trained with other config.model.* values? run.json records the "
+          f"run's config): {' '.join(lines[:3])[:600]}") from e
 
   def _has_iterator_of_this_layout(self, step: int) -> bool:
     name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"

@@ -8,6 +8,7 @@ from jax.experimental import multihost_utils
 
 from amfi_jax import parallel
 from amfi_jax.data import pipeline
+from amfi_jax.errors import ConfigError
 from amfi_jax.evaluation.metrics import EvalAccumulator, EvalResult
 
 
@@ -37,5 +38,5 @@ def evaluate(eval_step, state, source, *, stage, data_cfg, batch_size: int, mesh
 def _per_process(global_batch: int, field: str) -> int:
   count = jax.process_count()
   if global_batch % count:
-    raise ValueError(f"{field}={global_batch} must be divisible by the {count} processes")
+    raise ConfigError(f"{field}={global_batch} must be divisible by the {count} processes")
   return global_batch // count

@@ -24,6 +24,7 @@ from jax.experimental import multihost_utils
 from amfi_jax import configlib, distributed, parallel, weights
 from amfi_jax import workdir as workdir_lib
 from amfi_jax.data import datasets, pipeline
+from amfi_jax.errors import ConfigError
 from amfi_jax.evaluation import reports
 from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.monitoring.writers import MetricWriter, parameter_overview
@@ -77,20 +78,38 @@ class _StopSignal:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Runs the stages of `config` in `workdir`; returns {stage: result dict}."""
+def train_and_evaluate(config, workdir: str, allow_config_change: bool = False) -> dict:
+  """Runs the stages of `config` in `workdir`; returns {stage: result dict}.
+
+  A workdir trained with another config is refused before anything is written
+  (`RunDir.check_config`), unless `allow_config_change`."""
   configlib.validate(config)
   run = workdir_lib.RunDir(workdir)
+  config_json = json.loads(config.to_json_best_effort())
+  # Process 0's verdict, so that every host stops (or goes on) together.
+  refused = None
+  try:
+    changed = run.check_config(config_json, allow_config_change)
+  except workdir_lib.ConfigChangedError as e:
+    refused, changed = e, []
+  if distributed.agree(refused is not None):
+    raise refused or workdir_lib.ConfigChangedError(
+        f"{run.path}: process 0 found a config change; see its log")
+  if changed:
+    logging.warning("Config fields changed since %s was written: %s", run.run_info, changed)
+  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
+  for name in config.stages:  # before any data is generated or built
+    for size in ("batch_size", "eval_batch_size"):
+      stage_setup.check_batch(config.train[name][size], mesh, f"config.train.{name}.{size}")
   os.makedirs(run.path, exist_ok=True)
   dataset = datasets.prepare(config.data, run.data)
   if dataset.num_classes != config.model.num_classes:
-    raise ValueError(f"config.model.num_classes={config.model.num_classes} but the dataset has "
-                     f"{dataset.num_classes} classes")
-  mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
+    raise ConfigError(f"config.model.num_classes={config.model.num_classes} but the dataset has "
+                      f"{dataset.num_classes} classes")
   logging.info("Mesh %s over %d devices (%d processes)", dict(mesh.shape), jax.device_count(),
                jax.process_count())
   if jax.process_index() == 0:
-    run.write_run_info({"config": json.loads(config.to_json_best_effort()),
+    run.write_run_info({"config": config_json,
                         "class_names": list(dataset.class_names),
                         "sample_format": dataset.sample_format()})
   results = {}
@@ -114,7 +133,6 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
   stage, scfg, schedule, tx, build, layout = (setup.stage, setup.scfg, setup.schedule, setup.tx,
                                               setup.build, setup.layout)
   train_source, select_split = setup.train_source, setup.select_split
-  stage_setup.check_batch(scfg.batch_size, mesh, f"config.train.{name}.batch_size")
 
   ckpts = StageCheckpoints(sdir.checkpoints, keep_latest=config.train.keep_latest,
                            select_last=select_split is None)

@@ -17,6 +17,7 @@ from jax.sharding import Mesh
 
 from amfi_jax import parallel, weights, workdir as workdir_lib
 from amfi_jax.data import datasets, pipeline
+from amfi_jax.errors import ConfigError, MissingFileError
 from amfi_jax.models import build_model
 from amfi_jax.training import optim
 from amfi_jax.training.checkpoints import StageCheckpoints
@@ -70,8 +71,8 @@ def augmentation(config, name: str) -> dict:
 def check_batch(batch_size: int, mesh: Mesh, field: str) -> None:
   data = mesh.shape["data"]
   if batch_size % data or batch_size % jax.process_count():
-    raise ValueError(f"{field}={batch_size} must be divisible by the mesh's data axis ({data}) "
-                     f"and the {jax.process_count()} processes")
+    raise ConfigError(f"{field}={batch_size} must be divisible by the mesh's data axis ({data}) "
+                      f"and the {jax.process_count()} processes")
 
 
 def selects_last(config) -> bool:
@@ -88,8 +89,8 @@ def reported_checkpoints(run: workdir_lib.RunDir, name: str, config
   step = ckpts.best_step()
   if step is None:
     ckpts.close()
-    raise FileNotFoundError(f"No evaluated checkpoint of stage {name!r} in "
-                            f"{run.stage(name).checkpoints}; train it first")
+    raise MissingFileError(f"No evaluated checkpoint of stage {name!r} in "
+                           f"{run.stage(name).checkpoints}; train it first")
   return ckpts, step
 
 
@@ -141,7 +142,7 @@ def stream_loader(config, name: str, run: workdir_lib.RunDir):
     if not path and stream in workdir_lib.streams_loaded_by(name):
       path = run.stage(stream).best_stream
       if not os.path.isdir(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"The {name} stage needs the trained {stream} stream: {path} does not exist. Run "
             f"the {stream} stage first (config.stages) or set config.init_from.{stream}")
     if path:

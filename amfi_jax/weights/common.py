@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from flax import nnx
 
+from amfi_jax.errors import UserError
 
-class WeightImportError(ValueError):
+
+class WeightImportError(UserError, ValueError):
   """Weights that do not fit the stream; the message lists every offending key."""
 
 

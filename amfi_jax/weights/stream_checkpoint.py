@@ -14,6 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from amfi_jax.errors import MissingFileError
 from amfi_jax.weights.common import WeightImportError, stream_state
 
 CLASSIFIER = "fc"
@@ -44,8 +45,8 @@ def load_stream(directory: str, model: nnx.Module, *, allow_new_classifier: bool
   directory = os.path.abspath(directory)
   state_dir = os.path.join(directory, "state")
   if not os.path.isdir(state_dir):
-    raise FileNotFoundError(f"No stream checkpoint at {directory} (expected {state_dir}); "
-                            "create one with `python -m amfi_jax.convert`")
+    raise MissingFileError(f"No stream checkpoint at {directory} (expected {state_dir}); "
+                           "create one with `python -m amfi_jax.convert`")
   saved = _restore_on_host(state_dir)
   saved_flat = {tuple(str(k) for k in path): np.asarray(v)
                 for path, v in _flatten(saved)}

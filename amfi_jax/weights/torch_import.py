@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from flax import nnx
 
+from amfi_jax.errors import MissingFileError
 from amfi_jax.models.agcn import AGCN, NUM_SUBSETS
 from amfi_jax.models.graphs import GRAPHS
 from amfi_jax.models.resnet3d import ResNet3D
@@ -36,29 +37,36 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
   DataParallel, are unwrapped.
   """
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"Weight file not found: {path}")
+    raise MissingFileError(f"Weight file not found: {path}")
   ext = os.path.splitext(path)[1].lower()
-  if ext == ".npz":
-    with np.load(path) as data:
-      tensors = {k: data[k] for k in data.files}
-  elif ext == ".safetensors":
-    from safetensors.numpy import load_file
-    tensors = load_file(path)
-  elif ext in (".pth", ".pt", ".ckpt"):
+  if ext not in (".npz", ".safetensors", ".pth", ".pt", ".ckpt"):
+    raise WeightImportError(f"Unsupported weight file {path}: expected .pth, .pt, .npz or "
+                            ".safetensors")
+  if ext in (".pth", ".pt", ".ckpt"):
     try:
       import torch
     except ImportError:
       raise ImportError(f"Reading {path} needs PyTorch: pip install 'amfi_jax[torch]' "
                         "(or convert the file to .npz/.safetensors elsewhere)") from None
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+  try:
+    if ext == ".npz":
+      with np.load(path) as data:
+        tensors = {k: data[k] for k in data.files}
+    elif ext == ".safetensors":
+      from safetensors.numpy import load_file
+      tensors = load_file(path)
+    else:
+      obj = torch.load(path, map_location="cpu", weights_only=True)
+  except Exception as e:  # pylint: disable=broad-except  # each format fails in its own way
+    raise WeightImportError(f"{path} is not a readable {ext} weight file "
+                            f"({type(e).__name__}: {e})") from None
+  if ext in (".pth", ".pt", ".ckpt"):
     for wrapper in ("state_dict", "model"):
       if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
         obj = obj[wrapper]
     if not isinstance(obj, Mapping):
       raise WeightImportError(f"{path} holds a {type(obj).__name__}, not a state_dict")
     tensors = {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")}
-  else:
-    raise ValueError(f"Unsupported weight file {path}: expected .pth, .pt, .npz or .safetensors")
   return {re.sub(r"^module\.", "", k): np.asarray(v) for k, v in tensors.items()}
 
 

@@ -173,6 +173,24 @@ def test_raise_policy_names_the_corrupted_file(synth_dir, tmp_path):
     _build(ntu_rgbd_builder.NtuRgbd, config, manual, tmp_path / "data")
 
 
+def test_error_policy_flag_overrides_the_config(synth_dir, tmp_path, monkeypatch):
+  from amfi_jax.data import build
+  from amfi_jax.data.builders import common
+  manual = _copy_skeletons(synth_dir, tmp_path / "raw")
+  bad = "S001C003P003R001A001"
+  _corrupt(manual, bad)
+  monkeypatch.delenv(common.ERROR_POLICY_ENV, raising=False)
+  rest = build.take_error_policy(["build", "ntu_rgbd", "--error_policy=skip", "--config=x"])
+  assert rest == ["build", "ntu_rgbd", "--config=x"]
+  assert os.environ[common.ERROR_POLICY_ENV] == "skip"
+  # The config's policy is `raise`: the flag wins, the name stays the published one.
+  config = ntu_rgbd_builder.custom_config("ntu60_xsub", manual_dir=manual, include_rgb=False, **TINY)
+  builder = _build(ntu_rgbd_builder.NtuRgbd, config, manual, tmp_path / "data")
+  assert [s["sample"] for s in builder.info.metadata["skipped"]] == [bad]
+  with pytest.raises(SystemExit):
+    build.take_error_policy(["build", "--error_policy=maybe"])
+
+
 def test_rgb_build_without_videos_fails_clearly(synth_dir, tmp_path):
   manual = _copy_skeletons(synth_dir, tmp_path / "raw")
   config = ntu_rgbd_builder.custom_config("ntu60_xsub", manual_dir=manual, **TINY)

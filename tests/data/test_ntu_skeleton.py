@@ -194,6 +194,13 @@ def test_non_numeric_joint_value(tmp_path):
                         "(expected 12 numbers)")
 
 
+@pytest.mark.parametrize("token", ["nan", "inf", "-Infinity"])
+def test_non_finite_joint_value(tmp_path, token):
+  lines = _skeleton_text([1, 1]).split("\r\n")
+  lines[34] = lines[34].replace(" 1 2 ", f" 1 {token} ", 1)  # frame 2, joint 3
+  _raises(_write(tmp_path, "\r\n".join(lines)), 35, "non-finite value")
+
+
 def test_non_numeric_body_value(tmp_path):
   lines = _skeleton_text([1]).split("\r\n")
   lines[2] = lines[2].replace("0.5", "nope")
@@ -251,3 +258,14 @@ def test_blank_line_inside_file(tmp_path):
 def test_trailing_garbage(tmp_path):
   text = _skeleton_text([1, 1]) + "\r\n1\r\n"
   _raises(_write(tmp_path, text), 59, "unexpected content after the last of 2 frames: '1'")
+
+
+# --- samples without a skeleton (legal files, but no answer can come from them) ----------------
+
+@pytest.mark.parametrize("bodies,message", [([], "the frame count is 0"),
+                                            ([0, 0, 0], "no body in any of its 3 frames")])
+def test_sample_without_skeleton_is_refused(tmp_path, bodies, message):
+  from amfi_jax.data.preprocessing.samples import read_ntu_sample
+  path = _write(tmp_path, _skeleton_text(bodies))
+  with pytest.raises(DataFormatError, match=message):
+    read_ntu_sample(str(path), None, max_frames=8)

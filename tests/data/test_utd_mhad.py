@@ -129,6 +129,27 @@ def test_read_skeleton_wrong_shape(tmp_path):
                              "got float64 (25, 3, 5)")
 
 
+def test_read_skeleton_with_non_finite_values(tmp_path):
+  path = tmp_path / "a1_s1_t1_skeleton.mat"
+  skel = np.zeros((20, 3, 6))
+  skel[4, 1, 2] = np.nan
+  skel[0, 0, 5] = np.inf
+  scipy.io.savemat(path, {"d_skel": skel})
+  with pytest.raises(DataFormatError) as info:
+    read_skeleton_mat(path)
+  assert str(info.value) == (f"{path}: d_skel has 2 non-finite (NaN or infinite) coordinate(s), "
+                             "the first at frame 3, joint 5")
+
+
+@pytest.mark.parametrize("content", [b"not a MATLAB file\n", b"MATLAB 5.0 MAT-file" + b" " * 200,
+                                     b"x" * 300, b""])
+def test_read_skeleton_text_named_mat(tmp_path, content):
+  path = tmp_path / "a1_s1_t1_skeleton.mat"
+  path.write_bytes(content)
+  with pytest.raises(DataFormatError, match=r"cannot read as a MATLAB \.mat file"):
+    read_skeleton_mat(path)
+
+
 def test_read_skeleton_not_a_mat_file(tmp_path):
   path = tmp_path / "a1_s1_t1_skeleton.mat"
   path.write_text("not a MATLAB file\n")

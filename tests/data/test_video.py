@@ -111,23 +111,34 @@ def test_read_stops_at_sampled_frames(tmp_path):
   np.testing.assert_allclose(_levels(frames), [0, 60, 120], atol=3)  # indices 0, 3, 6
 
 
-def test_header_overcount_falls_back_to_counting(tmp_path):
-  # Cut a 5-frame AVI where its fourth frame starts: the header still promises 5.
-  full_path = _write_video(tmp_path / "full.avi", 5)
+def _cut(tmp_path: Path, num_frames: int, keep: int) -> Path:
+  """A `num_frames`-frame AVI cut where frame `keep` starts: its header still promises all."""
+  full_path = _write_video(tmp_path / "full.avi", num_frames)
   with av.open(str(full_path)) as container:
     starts = [p.pos for p in container.demux(video=0) if p.size]
-  cut = tmp_path / "cut.avi"
-  cut.write_bytes(full_path.read_bytes()[:starts[3]])
+  cut = tmp_path / f"cut{keep}.avi"
+  cut.write_bytes(full_path.read_bytes()[:starts[keep]])
   with av.open(str(cut)) as container:
-    assert container.streams.video[0].frames == 5
-  # Frames 0-3 of 5 are needed, frame 3 is missing: count (3), then sample 0 0 1 2.
-  frames, total = read_video_frames(cut, 4)
-  assert total == 3
-  np.testing.assert_allclose(_levels(frames), [0, 0, 20, 40], atol=3)
-  # Frames 0-2 are all there: the header is trusted and decoding stops before the cut.
-  frames, total = read_video_frames(cut, 3)
-  assert total == 5
-  np.testing.assert_allclose(_levels(frames), [0, 20, 40], atol=3)
+    assert container.streams.video[0].frames == num_frames
+  return cut
+
+
+def test_header_overcount_falls_back_to_counting(tmp_path):
+  cut = _cut(tmp_path, 10, 9)  # 9 of 10 frames decode: 90 %, still accepted
+  # Frame 9 is needed for K = 10: count (9), then sample 0 0 1 … 8.
+  frames, total = read_video_frames(cut, 10)
+  assert total == 9
+  np.testing.assert_allclose(_levels(frames), [0, 0, 20, 40, 60, 80, 100, 120, 140, 160], atol=3)
+  # Frames 0, 2, 4, 6, 8 are all there: the header is trusted and decoding stops before the cut.
+  frames, total = read_video_frames(cut, 5)
+  assert total == 10
+  np.testing.assert_allclose(_levels(frames), [0, 40, 80, 120, 160], atol=3)
+
+
+def test_truncated_video_is_an_error(tmp_path):
+  cut = _cut(tmp_path, 10, 4)  # 4 of 10 frames decode
+  with pytest.raises(DataFormatError, match=r"only 4 of the 10 frames its header announces"):
+    read_video_frames(cut, 8)
 
 
 def test_video_without_frames(tmp_path):

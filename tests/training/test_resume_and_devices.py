@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -51,9 +52,9 @@ def _train_losses(workdir, stage=STAGE):
   return losses
 
 
-def _wait_for_checkpoint(proc, workdir, min_step, timeout=240):
+def _wait_for_checkpoint(proc, workdir, min_step, timeout=240, stage=STAGE):
   """Blocks until a finished checkpoint of step ≥ min_step exists; the run must still be going."""
-  pattern = os.path.join(workdir, STAGE, "checkpoints", "*")
+  pattern = os.path.join(workdir, stage, "checkpoints", "*")
   deadline = time.time() + timeout
   while time.time() < deadline:
     steps = [int(os.path.basename(p)) for p in glob.glob(pattern) if os.path.basename(p).isdigit()]
@@ -93,6 +94,48 @@ def test_sigkill_mid_stage_then_resume_gives_the_same_result(tiny_dataset, unint
   reference, resumed = _train_losses(uninterrupted), _train_losses(workdir)
   for step in range(20, 25):
     np.testing.assert_allclose(resumed[step], reference[step], rtol=1e-5)
+
+
+def _demo_run(workdir, dataset, config):
+  """`configs/<config>.py:demo` on the tiny dataset: 4 steps for each stream stage it runs
+  before its last one, 24 for the last one."""
+  stages = {"rgb": ["rgb"], "fusion": ["rgb", "skeleton", "fusion"]}[config]
+  flags = []
+  for name in stages:
+    flags += cli_overrides(dataset, name, steps=24 if name == stages[-1] else 4)
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+             JAX_PLATFORMS="cpu")
+  return subprocess.Popen(
+      [sys.executable, "-m", "amfi_jax.main", f"--config=configs/{config}.py:demo",
+       f"--workdir={workdir}", *dict.fromkeys(flags)], cwd=REPO, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("stage", ["rgb", "fusion"])
+def test_sigkill_at_a_random_step_of_a_stage_then_resume(tiny_dataset, tmp_path, stage):
+  """(The skeleton stage: the test above.) Killed at a random step of `stage`, re-run: the
+  same results.json as an uninterrupted run, every stage's metrics equal."""
+  reference = str(tmp_path / "uninterrupted")
+  _finish(_demo_run(reference, tiny_dataset, stage))
+  workdir = str(tmp_path / "killed")
+  proc = _demo_run(workdir, tiny_dataset, stage)
+  kill_at = random.Random(stage).randint(2, 12)
+  _wait_for_checkpoint(proc, workdir, min_step=kill_at, stage=stage)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(workdir, stage, "result.json"))
+  assert "resuming from step" in _finish(_demo_run(workdir, tiny_dataset, stage))
+  with open(os.path.join(reference, "results.json")) as f:
+    expected = json.load(f)
+  with open(os.path.join(workdir, "results.json")) as f:
+    got = json.load(f)
+  assert sorted(got) == sorted(expected)
+  for name in expected:
+    assert got[name]["best_step"] == expected[name]["best_step"], name
+    for metric in ("top1", "top5", "mean_class_accuracy"):
+      assert got[name]["test"][metric] == expected[name]["test"][metric], (name, metric)
+    np.testing.assert_allclose(got[name]["test"]["loss"], expected[name]["test"]["loss"],
+                               rtol=1e-5)
 
 
 def test_sigterm_saves_and_exits_cleanly(tiny_dataset, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from amfi_jax import configlib, evaluate, predict
 from amfi_jax.evaluation import reports
 from amfi_jax.training import loop
-from amfi_jax.workdir import RunDir
+from amfi_jax.workdir import ConfigChangedError, RunDir
 
 from tests.training.conftest import tiny_config
 
@@ -58,6 +59,54 @@ def test_finished_stages_are_skipped(trained_workdir, tiny_dataset):
   again = loop.train_and_evaluate(tiny_config("fusion", tiny_dataset, steps=2), workdir)
   assert again == json.loads(json.dumps(results))
   assert os.path.getmtime(os.path.join(workdir, "fusion", "result.json")) == before
+
+
+def _snapshot(workdir: str) -> dict[str, bytes]:
+  out = {}
+  for root, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, workdir)] = f.read()
+  return out
+
+
+def test_rerun_with_another_model_is_refused_and_leaves_the_workdir_intact(trained_workdir,
+                                                                           tiny_dataset):
+  workdir, _ = trained_workdir
+  before = _snapshot(workdir)
+  config = tiny_config("fusion", tiny_dataset, steps=2)
+  config.model.skeleton.width_multiplier = 0.5
+  config.train.rgb.learning_rate = 0.05
+  with pytest.raises(ConfigChangedError) as info:
+    loop.train_and_evaluate(config, workdir)
+  message = str(info.value)
+  assert "config.model.skeleton.width_multiplier: " in message and "→ 0.5" in message
+  assert "config.train.rgb.learning_rate: 0.1 → 0.05" in message
+  assert "--workdir" in message and "--allow_config_change" in message
+  assert _snapshot(workdir) == before
+
+
+def test_rerun_with_safe_changes_only_goes_on(trained_workdir, tiny_dataset):
+  workdir, results = trained_workdir
+  config = tiny_config("fusion", tiny_dataset, steps=2)
+  config.train.log_every_steps = 5
+  config.data.num_threads = 2
+  assert loop.train_and_evaluate(config, workdir) == json.loads(json.dumps(results))
+  assert RunDir(workdir).load_config().train.log_every_steps == 5
+
+
+def test_evaluate_names_a_checkpoint_that_does_not_fit_the_recorded_config(trained_workdir,
+                                                                           tmp_path):
+  workdir, _ = trained_workdir
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy)
+  info = RunDir(copy).read_run_info()
+  info["config"]["model"]["skeleton"]["width_multiplier"] *= 2
+  RunDir(copy).write_run_info(info)
+  with pytest.raises(ValueError, match=r"checkpoint \d+ in .*skeleton.* does not fit the model "
+                     r"that config\.model builds"):
+    evaluate.evaluate_workdir(copy, stages=["skeleton"])
 
 
 def test_evaluate_reproduces_the_reported_test_metrics(trained_workdir):

@@ -19,6 +19,19 @@ from amfi_jax.data.errors import DataFormatError
 RECOVERABLE_ERRORS: tuple[type[BaseException], ...] = (DataFormatError, ValueError, OSError,
                                                         EOFError, IndexError)
 ERROR_POLICIES = ("raise", "skip")
+# Set by `python -m amfi_jax.data.build --error_policy=...`: the policy of this build whatever
+# the builder config says, so a published config name (ntu60_xsub, skeleton_depth) can be built
+# with `skip` without inventing a renamed custom config. An environment variable, so that the
+# build's worker processes see it too.
+ERROR_POLICY_ENV = "AMFI_JAX_ERROR_POLICY"
+
+
+def error_policy(config) -> str:
+  """The malformed-sample policy of a build: the --error_policy flag, else the config's."""
+  policy = os.environ.get(ERROR_POLICY_ENV) or config.error_policy
+  if policy not in ERROR_POLICIES:
+    raise ValueError(f"error policy must be one of {ERROR_POLICIES}, got {policy!r}")
+  return policy
 
 def tfds_code_path():
   """A `code_path` class property that does not need the `importlib_resources` backport.

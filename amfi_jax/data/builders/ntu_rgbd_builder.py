@@ -37,6 +37,7 @@ import tensorflow_datasets as tfds
 from amfi_jax.data.builders import common
 from amfi_jax.data.readers import ntu
 from amfi_jax.data.errors import DataFormatError
+from amfi_jax.errors import MissingFileError
 
 # Deterministic validation carve-outs: the highest-numbered training performers, about 10 % of
 # the training set. NTU-60: 2 of the 20 cross-subject training performers; NTU-120: 5 of 53.
@@ -247,14 +248,14 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
     config: NtuRgbdConfig = self.builder_config
     manual_dir = Path(dl_manager.manual_dir)
     if not manual_dir.is_dir():
-      raise FileNotFoundError(f"NTU manual dir {manual_dir} does not exist. "
-                              f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise MissingFileError(f"NTU manual dir {manual_dir} does not exist. "
+                             f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
     files = _scan_manual_dir(manual_dir, want_video=config.include_rgb)
     if files.duplicates:
       raise DataFormatError(manual_dir, "the same sample appears more than once: "
                             + "; ".join(files.duplicates[:5]))
     if not files.skeleton:
-      raise FileNotFoundError(f"No *.skeleton file under {manual_dir}.")
+      raise MissingFileError(f"No *.skeleton file under {manual_dir}.")
 
     missing_list = _missing_list_path(config)
     missing = ntu.read_missing_skeletons(missing_list) if missing_list else frozenset()
@@ -331,10 +332,10 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
     """Applies the error policy to (sample, path, reason) triples."""
     config: NtuRgbdConfig = self.builder_config
-    if config.error_policy == "raise":
+    if common.error_policy(config) == "raise":
       name, path, reason = errors[0]
-      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; use "
-                            "error_policy='skip' to drop malformed samples and record them)")
+      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; build "
+                            "with --error_policy=skip to drop malformed samples and record them)")
     common.record_skips(self.info.metadata, errors)
 
 

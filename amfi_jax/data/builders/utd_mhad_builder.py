@@ -37,6 +37,7 @@ import tensorflow_datasets as tfds
 from amfi_jax.data.builders import common
 from amfi_jax.data.readers import utd_mhad
 from amfi_jax.data.errors import DataFormatError
+from amfi_jax.errors import MissingFileError
 
 _SUFFIXES = {"skeleton": "_skeleton.mat", "depth": "_depth.mat", "rgb": "_color.avi"}
 
@@ -151,14 +152,14 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
     config: UtdMhadConfig = self.builder_config
     manual_dir = Path(dl_manager.manual_dir)
     if not manual_dir.is_dir():
-      raise FileNotFoundError(f"UTD-MHAD manual dir {manual_dir} does not exist. "
-                              f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise MissingFileError(f"UTD-MHAD manual dir {manual_dir} does not exist. "
+                             f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
     files = scan_manual_dir(manual_dir)
     if not files["skeleton"]:
-      raise FileNotFoundError(f"No *_skeleton.mat file under {manual_dir}.")
+      raise MissingFileError(f"No *_skeleton.mat file under {manual_dir}.")
     if config.include_rgb and not files["rgb"]:
-      raise FileNotFoundError(f"No *_color.avi under {manual_dir}: config {config.name!r} needs "
-                              "the RGB videos; build --config=skeleton_depth without them.")
+      raise MissingFileError(f"No *_color.avi under {manual_dir}: config {config.name!r} needs "
+                             "the RGB videos; build --config=skeleton_depth without them.")
     by_split, bad_names = plan_splits(files, config.validation_subjects)
     job_config = config.data_fields()
     jobs = {split: [_Job(name=name, config=job_config,
@@ -204,10 +205,10 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
 
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
     config: UtdMhadConfig = self.builder_config
-    if config.error_policy == "raise":
+    if common.error_policy(config) == "raise":
       name, path, reason = errors[0]
-      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; use "
-                            "error_policy='skip' to drop malformed samples and record them)")
+      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; build "
+                            "with --error_policy=skip to drop malformed samples and record them)")
     common.record_skips(self.info.metadata, errors)
 
 

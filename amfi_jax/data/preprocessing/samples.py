@@ -34,6 +34,10 @@ def load_clip(video_path: str, seq: ntu_skeleton.SkeletonSequence, *, clip_lengt
   """K equally spaced frames, cropped around the performers of `seq` and resized to S x S
   (uint8), and the video's frame count."""
   frames, total = video.read_video_frames(video_path, clip_length)
+  if total < video.MIN_DECODABLE_FRACTION * seq.num_frames:
+    raise DataFormatError(video_path, f"{total} decodable frames, but its skeleton file has "
+                          f"{seq.num_frames} (below {video.MIN_DECODABLE_FRACTION:.0%}): "
+                          "truncated or corrupt video, or the skeleton of another sample")
   box = clips.crop_box(seq.color_xy, frames.shape[1:3], crop_size=crop_size)
   clip = clips.crop_and_resize(frames, box, image_size)
   return np.ascontiguousarray(clip, dtype=np.uint8), int(total)
@@ -45,6 +49,12 @@ def read_ntu_sample(skeleton_path: str, video_path: str | None, *, max_frames: i
   """The stored features of an NTU sample: `skeleton` (3, T, 25, 2) and `frame_count`; with a
   video also `clip` (K, S, S, 3) uint8 and `video_frame_count`."""
   seq = ntu_skeleton.read_skeleton(skeleton_path)
+  # Legal in the file format, but a model would answer confidently from all-zero input.
+  if seq.num_frames == 0:
+    raise DataFormatError(skeleton_path, "the frame count is 0: no skeleton to read", line=1)
+  if not seq.body_counts.any():
+    raise DataFormatError(skeleton_path, f"no body in any of its {seq.num_frames} frames (NTU "
+                          "lists such samples as missing skeletons; leave them out)")
   out = {"skeleton": np.asarray(skeletons.preprocess_ntu_skeleton(seq, max_frames=max_frames),
                                 np.float32),
          "frame_count": np.int32(seq.num_frames)}

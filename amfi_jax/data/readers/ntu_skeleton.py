@@ -72,8 +72,8 @@ def read_skeleton(path: str | os.PathLike) -> SkeletonSequence:
   Raises:
     DataFormatError: with the 1-based line number, for an empty or truncated file, a non-numeric
       field, a joint count other than 25, a body or joint line with the wrong number of values, a
-      negative or impossible (> 6) body count, a negative frame count, or non-blank content after
-      the last frame.
+      negative or impossible (> 6) body count, a negative frame count, a NaN or infinite value,
+      or non-blank content after the last frame.
   """
   path = os.fspath(path)
   with open(path, "rb") as f:
@@ -212,7 +212,7 @@ def _parse_rows(path: str, lines: list[str], indices: list[int], width: int,
     rows = np.loadtxt(selected, dtype=np.float64, comments=None, ndmin=2)
     # loadtxt silently skips blank lines; the row count catches that.
     if rows.shape == (len(indices), width):
-      return rows
+      return _finite(path, rows, indices, what)
   except ValueError:
     pass
   # Slow path: find the first offending line for the error message. If there is none (a token
@@ -233,7 +233,19 @@ def _parse_rows(path: str, lines: list[str], indices: list[int], width: int,
       raise DataFormatError(
           path, f"non-numeric value {token!r} in column {column} of a {what} "
           f"(expected {width} numbers)", line=i + 1) from None
-  return np.array(rows, np.float64)
+  return _finite(path, np.array(rows, np.float64), indices, what)
+
+
+def _finite(path: str, rows: np.ndarray, indices: list[int], what: str) -> np.ndarray:
+  """`rows`, or an error at the first line holding NaN or an infinity (float() reads 'nan' and
+  'inf', and a model fed them answers with NaN scores)."""
+  bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+  if len(bad):
+    row = int(bad[0])
+    column = int(np.flatnonzero(~np.isfinite(rows[row]))[0]) + 1
+    raise DataFormatError(path, f"non-finite value {rows[row, column - 1]} in column {column} "
+                          f"of a {what}", line=indices[row] + 1)
+  return rows
 
 
 def _is_float(token: str) -> bool:

@@ -95,8 +95,9 @@ def _load_variable(path: str, variable: str) -> np.ndarray:
     contents = scipy.io.loadmat(path, variable_names=[variable])
   except FileNotFoundError:
     raise  # a missing file is not a malformed one
-  except (ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as e:
-    # NotImplementedError: a MATLAB v7.3 (HDF5) file; the others: not a .mat file or corrupt.
+  except Exception as e:  # pylint: disable=broad-except
+    # NotImplementedError: a MATLAB v7.3 (HDF5) file; ValueError, TypeError, OSError,
+    # IndexError, MatReadError...: not a .mat file, or a corrupt one.
     raise DataFormatError(path, f"cannot read as a MATLAB .mat file: {e}") from None
   if variable not in contents:
     # Only `variable` was loaded; list what the file holds for the message.
@@ -113,7 +114,7 @@ def read_skeleton_mat(path: str | os.PathLike) -> np.ndarray:
 
   Raises:
     DataFormatError: naming the file, when it is not a readable .mat file, lacks `d_skel`, or
-      `d_skel` is not a real (20, 3, T) array with T >= 1.
+      `d_skel` is not a real (20, 3, T) array with T >= 1, or holds NaN or infinite values.
   """
   path = os.fspath(path)
   skel = _load_variable(path, "d_skel")
@@ -121,7 +122,13 @@ def read_skeleton_mat(path: str | os.PathLike) -> np.ndarray:
       or not (np.issubdtype(skel.dtype, np.floating) or np.issubdtype(skel.dtype, np.integer))):
     raise DataFormatError(path, f"expected d_skel as a real ({NUM_JOINTS}, 3, T) array with "
                           f"T >= 1, got {skel.dtype} {skel.shape}")
-  return np.ascontiguousarray(np.transpose(skel, (2, 0, 1)), dtype=np.float32)
+  joints = np.ascontiguousarray(np.transpose(skel, (2, 0, 1)), dtype=np.float32)
+  bad = np.argwhere(~np.isfinite(joints))
+  if len(bad):
+    frame, joint, _ = bad[0]
+    raise DataFormatError(path, f"d_skel has {len(bad)} non-finite (NaN or infinite) "
+                          f"coordinate(s), the first at frame {frame + 1}, joint {joint + 1}")
+  return joints
 
 
 def read_depth_mat(path: str | os.PathLike) -> np.ndarray:

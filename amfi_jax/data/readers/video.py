@@ -101,6 +101,12 @@ def _decode_selected(path: str, indices: np.ndarray, size) -> tuple[list[np.ndar
   return [x for x in out if x is not None], decoded
 
 
+# A video whose decodable frames fall below this fraction of its container's frame count (or of
+# its skeleton's frame count, `samples.load_clip`) is truncated or corrupt: sampling the clip
+# from the frames that remain would silently show another part of the action.
+MIN_DECODABLE_FRACTION = 0.9
+
+
 def read_video_frames(path: str | os.PathLike, k: int,
                       size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
   """Reads K frames at equal intervals (`sample_frame_indices`) of a video.
@@ -123,12 +129,13 @@ def read_video_frames(path: str | os.PathLike, k: int,
 
   Raises:
     DataFormatError: naming the file, when it cannot be opened or decoded as a video, has no
-      video stream, or has no frames.
+      video stream, has no frames, or fewer decodable frames than MIN_DECODABLE_FRACTION of
+      the count its header announces.
     FileNotFoundError: when it does not exist.
   """
   path = os.fspath(path)
   container, stream = _open(path)
-  total = int(stream.frames or 0)
+  total = header = int(stream.frames or 0)
   container.close()
   frames: list[np.ndarray] = []
   if total > 0:
@@ -139,6 +146,9 @@ def read_video_frames(path: str | os.PathLike, k: int,
     total = _decode_count(path)
     if total == 0:
       raise DataFormatError(path, "expected at least one video frame, decoded none")
+    if header and total < MIN_DECODABLE_FRACTION * header:
+      raise DataFormatError(path, f"only {total} of the {header} frames its header announces "
+                            f"decode (below {MIN_DECODABLE_FRACTION:.0%}): truncated or corrupt")
     frames, decoded = _decode_selected(path, sample_frame_indices(total, k), size)
     if len(frames) < k:  # the file changed between the two passes, or decoding is not stable
       raise DataFormatError(path, f"counted {total} frames, but decoding stopped at {decoded}")

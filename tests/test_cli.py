@@ -1,0 +1,78 @@
+"""Command-line entry points: user errors are a few lines and status 2, no traceback, and are
+found before any data is generated or any directory written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args, env_extra=None):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
+  env.pop("AMFI_JAX_VERBOSE", None) if not env_extra else None
+  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=120)
+
+
+def _assert_user_error(proc, *named):
+  assert proc.returncode == 2, proc.stderr
+  assert "Traceback" not in proc.stderr, proc.stderr
+  error = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+  assert len(error) == 1, proc.stderr
+  for text in named:
+    assert text in proc.stderr, (text, proc.stderr)
+
+
+@pytest.mark.parametrize("flags,named", [
+    (["--config=configs/fusion.py:demo", "--config.train.rgb.nonexistent=3"],
+     ["--config.train.rgb.nonexistent", "no field 'nonexistent'"]),
+    (["--config=configs/nope.py"], ["--config", "configs/nope.py"]),
+    (["--config=configs/fusion.py:demo", "--config.train.rgb.learning_rate=abc"],
+     ["--config.train.rgb.learning_rate=abc"]),
+    (["--config=configs/fusion.py:demo", "--config.train.fusion.learning_rate=-1"],
+     ["config.train.fusion.learning_rate must be a finite number > 0"]),
+    (["--config=configs/fusion.py:demo", "--config.train.skeleton.num_epochs=0"],
+     ["config.train.skeleton: set num_epochs > 0 or num_steps > 0"]),
+    (["--config=configs/fusion.py"],
+     ["config.model.num_classes=60", "config.data.embedded.num_classes=8", "demo"]),
+    (["--config=configs/fusion.py:demo", "--config.train.fusion.batch_size=3"],
+     ["config.train.fusion.batch_size=3 must be divisible"]),
+])
+def test_main_reports_config_errors_before_any_work(tmp_path, flags, named):
+  workdir = tmp_path / "run"
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  proc = _run("amfi_jax.main", f"--workdir={workdir}", *flags, env_extra=env)
+  _assert_user_error(proc, *named)
+  assert not workdir.exists()  # nothing generated, nothing written
+
+
+def test_workdir_that_is_a_file_is_a_user_error(tmp_path):
+  path = tmp_path / "file"
+  path.write_text("x")
+  proc = _run("amfi_jax.main", "--config=configs/fusion.py:demo", f"--workdir={path}")
+  _assert_user_error(proc, f"--workdir={path} is a file")
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+  proc = _run("amfi_jax.main", "--config=configs/fusion.py:demo", f"--workdir={tmp_path}/w",
+              "--config.train.rgb.learning_rate=-1", "--verbose")
+  assert proc.returncode != 0 and "Traceback" in proc.stderr
+  proc = _run("amfi_jax.main", "--config=configs/fusion.py:demo", f"--workdir={tmp_path}/w",
+              "--config.train.rgb.learning_rate=-1", env_extra={"AMFI_JAX_VERBOSE": "1"})
+  assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_evaluate_on_a_directory_without_a_run(tmp_path):
+  proc = _run("amfi_jax.evaluate", f"--workdir={tmp_path}")
+  _assert_user_error(proc, "run.json not found")
+
+
+def test_predict_refuses_a_skeleton_and_a_video_of_different_samples(tmp_path):
+  proc = _run("amfi_jax.predict", f"--workdir={tmp_path}",
+              "--skeleton=S001C001P001R001A011.skeleton", "--video=S001C001P001R001A012_rgb.avi")
+  _assert_user_error(proc, "S001C001P001R001A011", "S001C001P001R001A012", "--allow_mismatch")
