@@ -76,3 +76,22 @@ def test_predict_refuses_a_skeleton_and_a_video_of_different_samples(tmp_path):
   proc = _run("amfi_jax.predict", f"--workdir={tmp_path}",
               "--skeleton=S001C001P001R001A011.skeleton", "--video=S001C001P001R001A012_rgb.avi")
   _assert_user_error(proc, "S001C001P001R001A011", "S001C001P001R001A012", "--allow_mismatch")
+
+
+@pytest.mark.parametrize("name", ["weights.npz", "weights.pth"])
+def test_convert_names_an_unreadable_weight_file(tmp_path, name):
+  path = tmp_path / name
+  path.write_text("not weights\n")
+  proc = _run("amfi_jax.convert", "--source=torchvision_r3d18", f"--input={path}",
+              f"--output={tmp_path / 'out'}")
+  _assert_user_error(proc, str(path), "is not a readable")
+  assert not (tmp_path / "out").exists()
+
+
+def test_convert_refuses_an_output_that_is_not_new(tmp_path):
+  (tmp_path / "out").mkdir()
+  (tmp_path / "out" / "keep.txt").write_text("x")
+  proc = _run("amfi_jax.convert", "--source=torchvision_r3d18", f"--input={tmp_path}/w.npz",
+              f"--output={tmp_path / 'out'}")
+  _assert_user_error(proc, f"--output={tmp_path / 'out'} is a non-empty directory")
+  assert os.listdir(tmp_path / "out") == ["keep.txt"]

@@ -151,7 +151,12 @@ def test_sigterm_saves_and_exits_cleanly(tiny_dataset, tmp_path):
            if os.path.basename(p).isdigit()]
   assert steps and max(steps) < 200
   assert not os.path.exists(os.path.join(workdir, STAGE, "result.json"))
-  out = _finish(_main(workdir, tiny_dataset, steps=max(steps) + 3))
+  # A shorter schedule is a config change: allowed only when asked for.
+  refused = _main(workdir, tiny_dataset, steps=max(steps) + 3)
+  out, _ = refused.communicate(timeout=120)
+  assert refused.returncode == 2 and "config.train.skeleton.num_steps: 200 → " in out
+  out = _finish(_main(workdir, tiny_dataset, steps=max(steps) + 3,
+                      extra=("--allow_config_change",)))
   assert f"resuming from step {max(steps)}" in out
   assert os.path.exists(os.path.join(workdir, STAGE, "result.json"))
 
