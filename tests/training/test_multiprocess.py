@@ -97,9 +97,11 @@ def test_killed_process_stops_the_job_and_a_restart_resumes(tiny_dataset, tmp_pa
   assert not os.path.exists(os.path.join(workdir, "skeleton", "result.json"))
 
   # Restart on one process with 4 devices: resumes, and the data position follows the step.
+  # (A shorter schedule than the killed job's is a config change the restart must allow.)
   restart = _finish(_popen([sys.executable, "-m", "amfi_jax.main", "--cpu_devices=4",
-                            *flags[:2], *cli_overrides(tiny_dataset, "skeleton",
-                                                       steps=saved + 12)]), timeout=600)
+                            "--allow_config_change", *flags[:2],
+                            *cli_overrides(tiny_dataset, "skeleton", steps=saved + 12)]),
+                    timeout=600)
   (resumed,) = map(int, re.findall(r"resuming from step (\d+)", restart))
   assert resumed >= saved
   assert f"continuing the input at global batch {resumed}" in restart
