@@ -179,7 +179,8 @@ def test_error_policy_flag_overrides_the_config(synth_dir, tmp_path, monkeypatch
   manual = _copy_skeletons(synth_dir, tmp_path / "raw")
   bad = "S001C003P003R001A001"
   _corrupt(manual, bad)
-  monkeypatch.delenv(common.ERROR_POLICY_ENV, raising=False)
+  # Recorded by monkeypatch, so the value take_error_policy sets is undone after the test.
+  monkeypatch.setenv(common.ERROR_POLICY_ENV, "raise")
   rest = build.take_error_policy(["build", "ntu_rgbd", "--error_policy=skip", "--config=x"])
   assert rest == ["build", "ntu_rgbd", "--config=x"]
   assert os.environ[common.ERROR_POLICY_ENV] == "skip"
