@@ -54,9 +54,8 @@ def _flag_message(error: Exception, argv) -> str:
   text = str(error).strip().strip("\"'")
   overrides = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
   if isinstance(error, (KeyError, AttributeError)) and overrides:
-    field = text.strip("\"'")
-    named = [o for o in overrides if o.split(".")[-1] == field] or overrides
-    return (f"{', '.join(named)}: the config has no field {field!r} (misspelt? the fields and "
+    named = [o for o in overrides if o.split(".")[-1] == text] or overrides
+    return (f"{', '.join(named)}: the config has no field {text!r} (misspelt? the fields and "
             "their defaults are in amfi_jax/configlib.py)")
   if isinstance(error, OSError) or "Failed loading config file" in text:
     return f"--config: {text.splitlines()[-1].strip() if text else error!r}"

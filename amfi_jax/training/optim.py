@@ -53,12 +53,14 @@ def resolve_schedule(stage_cfg: ml_collections.ConfigDict, num_train_examples: i
 SCHEDULES = ("step", "cosine")
 
 
-def learning_rate_schedule(stage_cfg, schedule: Schedule) -> optax.Schedule:
+def learning_rate_schedule(stage_cfg, schedule: Schedule, stage: str = "<stage>"
+                           ) -> optax.Schedule:
   """`step`: × decay_factor at each decay step; `cosine`: learning_rate → 0 over the stage."""
   if stage_cfg.schedule == "cosine":
     return optax.cosine_decay_schedule(stage_cfg.learning_rate, schedule.total_steps)
   if stage_cfg.schedule != "step":
-    raise ConfigError(f"schedule must be one of {list(SCHEDULES)}, got {stage_cfg.schedule!r}")
+    raise ConfigError(f"config.train.{stage}.schedule must be one of {list(SCHEDULES)}, got "
+                      f"{stage_cfg.schedule!r}")
   return optax.piecewise_constant_schedule(
       stage_cfg.learning_rate, {s: stage_cfg.decay_factor for s in schedule.decay_steps})
 
@@ -70,6 +72,6 @@ def make_optimizer(stage_cfg, schedule: Schedule, stage: str) -> optax.GradientT
                       f"got {stage_cfg.learning_rate}")
   return optax.chain(
       optax.add_decayed_weights(stage_cfg.weight_decay),
-      optax.sgd(learning_rate_schedule(stage_cfg, schedule), momentum=stage_cfg.momentum,
+      optax.sgd(learning_rate_schedule(stage_cfg, schedule, stage), momentum=stage_cfg.momentum,
                 nesterov=stage_cfg.nesterov),
   )
