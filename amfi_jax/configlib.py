@@ -160,6 +160,10 @@ def base_config(stages: tuple[str, ...]) -> ml_collections.ConfigDict:
   # Frozen streams without augmentation: compute their features once and train the head on them
   # (`training.feature_cache`); needs config.train.fusion.augment = False.
   config.train.fusion.cache_features = False
+  # Dropout rate of both streams' features as the fusion head reads them in training. 0 = the
+  # paper. Frozen streams are nearly always right on their own training samples, so the head
+  # otherwise fits feature interactions that do not carry over to new subjects (docs/results.md).
+  config.train.fusion.feature_dropout = 0.0
   # Devices as a (data, model) mesh; `rules` map the models' logical axes onto it ('' = not
   # sharded), e.g. `--config.mesh.rules.channels=model` splits activations by channel.
   config.mesh = ml_collections.ConfigDict({"data": -1, "model": 1,
@@ -307,6 +311,8 @@ def utd_mhad(config: ml_collections.ConfigDict) -> None:
   f.augment = False
   f.num_epochs = 60
   f.decay_epochs = (45,)
+  # Dropout 0.3 on the stream features the head reads: 90.7 % instead of 87.0 % on subject 7.
+  f.feature_dropout = 0.3
   f.eval_every_epochs = 10
   config.train.log_every_steps = 20
 
@@ -425,6 +431,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if f.cache_features and not m.fusion.freeze_backbones:
     raise ConfigError("config.train.fusion.cache_features needs frozen streams "
                       "(config.model.fusion.freeze_backbones=True)")
+  if not 0 <= f.feature_dropout < 1:
+    raise ConfigError("config.train.fusion.feature_dropout must be in [0, 1), got "
+                      f"{f.feature_dropout}")
   if f.cache_features and f.augment:
     raise ConfigError("config.train.fusion.cache_features needs config.train.fusion.augment="
                       "False: augmented inputs change the features every step")

@@ -18,6 +18,7 @@ this module for names instead of spelling them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -37,6 +38,10 @@ SAFE_TO_CHANGE = ("stages", "data.data_dir", "data.manual_dir", "data.num_thread
                   "data.prefetch", "mesh.", "train.log_every_steps", "train.keep_latest",
                   "train.rgb.eval_batch_size", "train.skeleton.eval_batch_size",
                   "train.fusion.eval_batch_size", "train.fusion.cache_features")
+
+# Config fields added after runs were recorded → the value that reproduces what those runs did.
+# A recorded config without such a field reads it as this value (comparisons, evaluate, ablations).
+ADDED_FIELDS = {"train.fusion.feature_dropout": 0.0}
 
 RUN_INFO = "run.json"
 RESULTS = "results.json"
@@ -176,7 +181,7 @@ class RunDir:
     without run.json has nothing to compare."""
     if not os.path.isfile(self.run_info):
       return []
-    recorded = self.read_run_info().get("config", {})
+    recorded = self.recorded_config()
     changes = config_changes(recorded, config)
     blocking = [c for c in changes if not is_safe_to_change(c[0])]
     if blocking and not allow_change:
@@ -195,10 +200,24 @@ class RunDir:
     with open(self.run_info) as f:
       return json.load(f)
 
+  def recorded_config(self) -> dict:
+    """The config `run.json` recorded (its JSON form), with ADDED_FIELDS it predates filled in."""
+    config = copy.deepcopy(self.read_run_info().get("config", {}))
+    for field, value in ADDED_FIELDS.items():
+      *parents, leaf = field.split(".")
+      node = config
+      for key in parents:
+        node = node.get(key)
+        if not isinstance(node, dict):
+          break
+      else:
+        node.setdefault(leaf, value)
+    return config
+
   def load_config(self):
     """The run's config as recorded in `run.json` (locked)."""
     import ml_collections  # here, so that reading paths needs nothing beyond the standard library
 
-    config = ml_collections.ConfigDict(self.read_run_info()["config"])
+    config = ml_collections.ConfigDict(self.recorded_config())
     config.lock()
     return config

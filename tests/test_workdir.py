@@ -36,3 +36,19 @@ def test_check_config_refuses_unsafe_changes_unless_allowed(tmp_path):
   assert run.check_config({"seed": 1, "train": {"log_every_steps": 20}},
                           allow_change=True) == ["seed"]
   assert json.loads((tmp_path / "run.json").read_text())["config"]["seed"] == 0
+
+
+def test_a_run_recorded_before_a_field_existed_reads_it_as_the_earlier_behaviour(tmp_path):
+  run = workdir.RunDir(tmp_path)
+  run.write_run_info({"config": {"seed": 0, "train": {"fusion": {"learning_rate": 0.01}}}})
+  assert workdir.ADDED_FIELDS["train.fusion.feature_dropout"] == 0.0
+  assert run.recorded_config()["train"]["fusion"] == {"learning_rate": 0.01,
+                                                      "feature_dropout": 0.0}
+  assert run.load_config().train.fusion.feature_dropout == 0.0
+  # A re-run under today's config (the field at its earlier behaviour) is no change ...
+  today = {"seed": 0, "train": {"fusion": {"learning_rate": 0.01, "feature_dropout": 0.0}}}
+  assert run.check_config(today) == []
+  # ... while setting it is one.
+  today["train"]["fusion"]["feature_dropout"] = 0.5
+  with pytest.raises(workdir.ConfigChangedError, match=r"feature_dropout: 0\.0 → 0\.5"):
+    run.check_config(today)

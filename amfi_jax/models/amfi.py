@@ -34,7 +34,10 @@ class AMFINet(nnx.Module):
     self.head = head
     self.freeze_backbones = freeze_backbones
 
-  def __call__(self, rgb: jax.Array, skeleton: jax.Array) -> ModelOutput:
+  def __call__(self, rgb: jax.Array, skeleton: jax.Array,
+               feature_dropout: tuple[jax.Array, float] | None = None) -> ModelOutput:
+    """`feature_dropout`: (key, rate) of a dropout of both streams' features before the head
+    (training only; `config.train.fusion.feature_dropout`)."""
     rgb_net, skeleton_net = self.rgb, self.skeleton
     if self.freeze_backbones:
       rgb_net = nnx.view(rgb_net, use_running_average=True)
@@ -44,20 +47,29 @@ class AMFINet(nnx.Module):
     r_feat, s_feat = r.rgb_features, s.skeleton_features
     if self.freeze_backbones:
       r_feat, s_feat = jax.lax.stop_gradient(r_feat), jax.lax.stop_gradient(s_feat)
-    fused = self.head(s_feat, r_feat)
+    fused = self._fuse(r_feat, s_feat, feature_dropout)
     return ModelOutput(logits=fused.logits, rgb_features=r_feat, skeleton_features=s_feat,
                        fused_features=fused.features, gate=fused.gate, rgb_logits=r.logits,
                        skeleton_logits=s.logits)
 
-  def from_features(self, rgb_features: jax.Array, skeleton_features: jax.Array) -> ModelOutput:
+  def from_features(self, rgb_features: jax.Array, skeleton_features: jax.Array,
+                    feature_dropout: tuple[jax.Array, float] | None = None) -> ModelOutput:
     """The fusion head alone on the streams' pooled features (N, C): with frozen streams this
     is what `__call__` computes after them, so features computed once can be reused."""
     if not self.freeze_backbones:
       raise ValueError("from_features needs frozen streams (model.fusion.freeze_backbones)")
-    fused = self.head(skeleton_features, rgb_features)
+    fused = self._fuse(rgb_features, skeleton_features, feature_dropout)
     return ModelOutput(logits=fused.logits, rgb_features=rgb_features,
                        skeleton_features=skeleton_features, fused_features=fused.features,
                        gate=fused.gate)
+
+  def _fuse(self, rgb_features, skeleton_features, feature_dropout):
+    if feature_dropout is not None:
+      key, rate = feature_dropout
+      rgb_key, skeleton_key = jax.random.split(key)
+      rgb_features = layers.dropout(rgb_features, rate, rgb_key)
+      skeleton_features = layers.dropout(skeleton_features, rate, skeleton_key)
+    return self.head(skeleton_features, rgb_features)
 
 
 def build_rgb(model_cfg, rngs: nnx.Rngs) -> ResNet3D:

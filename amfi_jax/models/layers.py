@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -108,3 +109,10 @@ def to_dtype(name: str):
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
   except KeyError:
     raise ValueError(f"model.dtype must be 'float32' or 'bfloat16', got {name!r}") from None
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+  """Inverted dropout: each element zeroed with probability `rate`, the rest scaled by
+  1 / (1 − rate) so the expectation is unchanged (nothing to undo at evaluation)."""
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))

@@ -54,13 +54,13 @@ def effective_changes(run: workdir_lib.RunDir, changes: dict) -> dict:
   the run's fusion stage (e.g. AMFI, λ = 1 and "skeleton decides" under the paper's defaults),
   whose result is read instead of training the same head again; equal variants share a
   directory."""
-  fusion = run.read_run_info()["config"]["model"]["fusion"]
+  fusion = run.recorded_config()["model"]["fusion"]
   return {k: v for k, v in changes.items() if fusion.get(k) != v}
 
 
 def variant_config(run: workdir_lib.RunDir, changes: dict) -> ml_collections.ConfigDict:
   """The run's config training only the fusion head, with `changes`, on cached features."""
-  config = ml_collections.ConfigDict(run.read_run_info()["config"])
+  config = ml_collections.ConfigDict(run.recorded_config())
   config.stages = ("fusion",)
   for stream in workdir_lib.STREAM_STAGES:
     config.init_from[stream] = run.stage(stream).best_stream

@@ -30,6 +30,8 @@ class Stage:
     gate_weight: λ of L_total = CE + λ·L_gate (fusion with an AMFI head).
     method: the model method the inputs go to (`from_features`: the fusion head on cached
       stream features).
+    feature_dropout: dropout rate of the stream features the fusion head reads in training
+      (`config.train.fusion.feature_dropout`).
   """
 
   name: str
@@ -37,9 +39,15 @@ class Stage:
   trainable: nnx.filterlib.Filter
   gate_weight: float = 0.0
   method: str = "__call__"
+  feature_dropout: float = 0.0
 
-  def forward(self, model: nnx.Module, batch: dict[str, jax.Array]) -> ModelOutput:
-    return getattr(model, self.method)(*(batch[k] for k in self.inputs))
+  def forward(self, model: nnx.Module, batch: dict[str, jax.Array],
+              rng: jax.Array | None = None) -> ModelOutput:
+    """The model on the batch; `rng` (training only) draws the feature dropout."""
+    inputs = [batch[k] for k in self.inputs]
+    if rng is None or not self.feature_dropout:
+      return getattr(model, self.method)(*inputs)
+    return getattr(model, self.method)(*inputs, feature_dropout=(rng, self.feature_dropout))
 
   def loss(self, out: ModelOutput, labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean loss over the batch and its parts (for logging)."""
@@ -66,7 +74,8 @@ def make_stage(name: str, config) -> Stage:
     trainable: Callable | type = nnx.All(nnx.Param, nnx.PathContains("head")) \
         if f.freeze_backbones else nnx.Param
     return Stage("fusion", (rgb_input, "skeleton"), trainable,
-                 gate_weight=float(f.gate_weight) if f.kind == "amfi" else 0.0)
+                 gate_weight=float(f.gate_weight) if f.kind == "amfi" else 0.0,
+                 feature_dropout=float(config.train.fusion.feature_dropout))
   raise ValueError(f"Unknown stage {name!r} in config.stages")
 
 

@@ -26,9 +26,11 @@ def make_train_step(stage: Stage, layout: StateLayout, tx: optax.GradientTransfo
       return _step(state, batch)
 
   def _step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    next_key, dropout_key = jax.random.split(jax.random.wrap_key_data(state.rng))
+
     def loss_fn(params):
       model = layout.model(params, state.frozen)
-      out = stage.forward(model, batch)
+      out = stage.forward(model, batch, rng=dropout_key)
       loss, metrics = stage.loss(out, batch["label"])
       # BatchNorm running statistics updated by the forward pass (none for frozen streams).
       _, _, frozen = nnx.split(model, stage.trainable, ...)
@@ -38,9 +40,8 @@ def make_train_step(stage: Stage, layout: StateLayout, tx: optax.GradientTransfo
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.tree.norm(grads)
-    rng = jax.random.key_data(jax.random.split(jax.random.wrap_key_data(state.rng))[0])
     new = state.replace(step=state.step + 1, params=params, frozen=frozen, opt_state=opt_state,
-                        rng=rng)
+                        rng=jax.random.key_data(next_key))
     return new, metrics
 
   data = parallel.batch_sharding(layout.mesh)
