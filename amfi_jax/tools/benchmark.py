@@ -10,6 +10,10 @@ peak, memory, the input pipeline alone, and where the step's time goes.
       --config.data.dataset=ntu_rgbd/ntu60_xsub --config.data.data_dir=DIR
   python -m amfi_jax.tools.benchmark --config=configs/fusion.py:demo --stage=fusion \
       --conv_impl=native --profile_dir=/tmp/amfi_profile
+  # Side by side with the PyTorch peer (the same architecture, batch, optimiser and dtype; its
+  # steps alternate with ours): the report's `compare` entry and `speed_ratio` (> 1: ours faster)
+  python -m amfi_jax.tools.benchmark --config=configs/fusion.py --stage=rgb --batch_size=2 \
+      --config.data.embedded.clip_length=16 --config.data.embedded.image_size=112 --compare=torch
 
 Prints ONE JSON object on stdout (logs go to stderr), from process 0 when several processes
 measure one global step (the multi-process flags are `amfi_jax.main`'s). The model, optimiser, state and train step
@@ -35,7 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
+import os
 import resource
 import statistics
 import sys
@@ -57,6 +63,10 @@ from amfi_jax.training.state import init_state
 from amfi_jax.training.steps import make_eval_step, make_train_step
 
 
+# Stages whose train step has a PyTorch peer (the reference modules of the parity tests).
+COMPARED_STAGES = ("rgb", "skeleton")
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
   """What to measure; the command-line flags of the same names."""
@@ -71,6 +81,8 @@ class Options:
   profile_steps: int = 3
   workdir: str = "workdirs/benchmark"
   peak_matmul_size: int = 4096
+  compare: str = ""  # "torch": time the PyTorch peer's train step beside ours, alternating
+  peer_threads: int = 0  # the peer's intra-op threads; 0: one per CPU core, as XLA uses
 
 
 def check_options(config, opts: Options, mesh) -> int:
@@ -83,6 +95,15 @@ def check_options(config, opts: Options, mesh) -> int:
                     ("peak_matmul_size", 1)):
     if getattr(opts, name) < low:
       raise ValueError(f"--{name} must be ≥ {low}, got {getattr(opts, name)}")
+  if opts.compare not in ("", "torch"):
+    raise ValueError(f"--compare must be 'torch' or empty, got {opts.compare!r}")
+  if opts.compare and opts.stage not in COMPARED_STAGES:
+    raise ValueError(f"--compare=torch times the PyTorch peers of the streams: --stage must be "
+                     f"one of {list(COMPARED_STAGES)}, got {opts.stage!r}")
+  if opts.compare and importlib.util.find_spec("torch") is None:
+    raise ValueError("--compare=torch needs PyTorch: pip install -e '.[torch]'")
+  if opts.peer_threads < 0:
+    raise ValueError(f"--peer_threads must be ≥ 0, got {opts.peer_threads}")
   batch_size = config.train[opts.stage].batch_size if opts.batch_size is None else opts.batch_size
   if batch_size < 1:
     raise ValueError(f"--batch_size must be ≥ 1, got {batch_size}")
@@ -130,7 +151,12 @@ def measure(config, opts: Options, setup: stage_setup.StageSetup, batch, mesh, r
     forward = compile_step(make_forward(), state, inputs)
   train["model_flops"] = native_flops(make_train, (state, batch), train, rewrite)
   forward["model_flops"] = native_flops(make_forward, (state, inputs), forward, rewrite)
-  train["times"], state = time_steps(train["compiled"], state, batch, opts.warmup, opts.steps)
+  peer = torch_peer(config, stage.name, batch, opts) if opts.compare else None
+  if peer is None:
+    train["times"], state = time_steps(train["compiled"], state, batch, opts.warmup, opts.steps)
+  else:
+    train["times"], peer_times, state = time_alternating(train["compiled"], state, batch, peer,
+                                                         opts.warmup, opts.steps)
   forward["times"], _ = time_steps(forward["compiled"], state, inputs, opts.warmup, opts.steps,
                                    carry_state=False)
   batch_size = config.train[stage.name].batch_size
@@ -140,6 +166,9 @@ def measure(config, opts: Options, setup: stage_setup.StageSetup, batch, mesh, r
   out["forward"] = forward_report(forward, batch_size, mesh.size,
                                   statistics.median(train["times"]))
   out["memory"] = memory_report(train["compiled"], mesh)
+  if peer is not None:
+    out["compare"] = compare_report(peer, peer_times, train["times"], batch_size,
+                                    model_parameters(state))
   if opts.profile_dir:
     out["profile"] = profiling.profile(
         lambda: time_steps(train["compiled"], state, batch, 0, opts.profile_steps), train["hlo"],
@@ -227,6 +256,57 @@ def time_steps(compiled, state, batch, warmup: int, steps: int, carry_state: boo
   return times, state
 
 
+def time_alternating(compiled, state, batch, peer, warmup: int, steps: int):
+  """Our step and the peer's in turn, `warmup` + `steps` times each, so that both see the same
+  machine load (this CPU's speed drifts between runs); our and the peer's times and our state."""
+  ours, theirs = [], []
+  for i in range(warmup + steps):
+    start = time.perf_counter()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    elapsed = time.perf_counter() - start
+    peer_elapsed = peer()
+    if i >= warmup:
+      ours.append(elapsed)
+      theirs.append(peer_elapsed)
+  return ours, theirs, state
+
+
+def torch_peer(config, stage: str, batch, opts: Options):
+  """The PyTorch peer's train step on the same batch, shapes, optimiser and dtype."""
+  import torch  # the optional extra, checked in check_options
+  from amfi_jax.tools import torch_reference
+
+  torch.set_num_threads(opts.peer_threads or os.cpu_count() or 1)
+  torch.manual_seed(config.seed)
+  host = {k: np.asarray(v) for k, v in batch.items()}
+  scfg = config.train[stage]
+  return torch_reference.PeerTrainStep(
+      torch_reference.peer_of(config.model, stage), torch_reference.peer_inputs(stage, host),
+      host["label"], learning_rate=scfg.learning_rate, weight_decay=scfg.weight_decay,
+      dtype=config.model.dtype)
+
+
+def model_parameters(state) -> int:
+  return int(sum(np.size(x) for x in jax.tree.leaves(state.params)))
+
+
+def compare_report(peer, peer_times: list[float], our_times: list[float], batch_size: int,
+                   our_parameters: int) -> dict:
+  """The peer's step beside ours; `speed_ratio` > 1: ours is faster."""
+  import torch
+
+  ratio = statistics.median(peer_times) / statistics.median(our_times)
+  return {"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
+          "autocast_bfloat16": peer.autocast, "step": _summary(peer_times),
+          "examples_per_s": batch_size / statistics.median(peer_times),
+          "parameters": {"ours": our_parameters,
+                         "peer": sum(p.numel() for p in peer.module.parameters())},
+          "speed_ratio": ratio,
+          "method": "the two train steps alternate on one fixed batch, each waited for; "
+                    "speed_ratio = the peer's median step time / ours"}
+
+
 def _summary(times: list[float]) -> dict:
   return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
           "p90_s": float(np.percentile(times, 90)), "steps": len(times)}
@@ -311,6 +391,12 @@ _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", Options.profile_steps,
 _WORKDIR = flags.DEFINE_string("workdir", Options.workdir,
                                "Where the embedded dataset is generated (when the config names "
                                "no dataset).")
+_COMPARE = flags.DEFINE_enum("compare", None, ["torch"],
+                             "Also time the PyTorch peer of the stream (same architecture, "
+                             "shapes, batch, optimiser and dtype; bfloat16 via autocast), "
+                             "alternating with ours; needs the `torch` extra.")
+_PEER_THREADS = flags.DEFINE_integer("peer_threads", Options.peer_threads,
+                                     "PyTorch intra-op threads (0: one per CPU core).")
 _MATMUL = flags.DEFINE_integer("peak_matmul_size", Options.peak_matmul_size,
                                "Side of the float32 matmul that measures a CPU's peak.")
 _DISTRIBUTED_SETTINGS = distributed.define_flags()
@@ -321,7 +407,8 @@ def options_from_flags() -> Options:
   return Options(stage=_STAGE.value, batch_size=_BATCH.value, steps=_STEPS.value,
                  warmup=_WARMUP.value, conv_impl=_CONV.value, input_batches=_INPUT.value,
                  profile_dir=_PROFILE.value, profile_steps=_PROFILE_STEPS.value,
-                 workdir=_WORKDIR.value, peak_matmul_size=_MATMUL.value)
+                 workdir=_WORKDIR.value, peak_matmul_size=_MATMUL.value,
+                 compare=_COMPARE.value or "", peer_threads=_PEER_THREADS.value)
 
 
 def main(argv):

@@ -14,7 +14,7 @@ from amfi_jax import convert, weights  # noqa: E402
 from amfi_jax.models import AGCN, ResNet3D  # noqa: E402
 from amfi_jax.models.graphs import NTU, UTD_MHAD  # noqa: E402
 
-from tests.models import torch_reference as ref  # noqa: E402
+from amfi_jax.tools import torch_reference as ref  # noqa: E402
 
 TOL = 1e-4
 

@@ -267,3 +267,46 @@ def test_trace_summary_counts_own_time_by_category():
 def test_loops_with_arithmetic_are_flagged():
   assert profiling.loops_with_arithmetic(HLO)
   assert not profiling.loops_with_arithmetic(HLO.replace("dot(%v, %v)", "add(%v, %v)"))
+
+
+def test_compare_with_the_torch_peer_alternates_on_the_same_architecture(workdir):
+  pytest.importorskip("torch", reason="--compare=torch needs the `torch` extra")
+  opts = benchmark.Options(stage="skeleton", workdir=workdir, compare="torch", peer_threads=1,
+                           **{**RUN, "input_batches": 0, "steps": 3})
+  report = benchmark.run(tiny_config(), opts)
+  compare = report["compare"]
+  assert compare["parameters"]["peer"] == compare["parameters"]["ours"] > 0
+  assert compare["threads"] == 1 and compare["autocast_bfloat16"] is False
+  assert compare["step"]["steps"] == report["step"]["steps"] == 3
+  assert compare["speed_ratio"] == pytest.approx(
+      compare["step"]["median_s"] / report["step"]["median_s"])
+  assert compare["examples_per_s"] == pytest.approx(BATCH / compare["step"]["median_s"])
+
+
+def test_the_torch_peer_has_the_configured_rgb_architecture():
+  torch = pytest.importorskip("torch", reason="the peer needs the `torch` extra")
+  from amfi_jax.models import amfi
+  from amfi_jax.tools import torch_reference
+  from flax import nnx
+
+  config = tiny_config()
+  config.model.rgb.in_channels = 1
+  peer = torch_reference.peer_of(config.model, "rgb")
+  ours = nnx.eval_shape(lambda: amfi.build_model(config.model, "rgb"))
+  ours_count = sum(np.size(x) for x in jax.tree.leaves(nnx.state(ours, nnx.Param)))
+  assert sum(p.numel() for p in peer.parameters()) == ours_count
+  clip = np.zeros((2, 4, 16, 16, 1), np.uint8)
+  inputs = torch_reference.peer_inputs("rgb", {"depth": clip})
+  assert tuple(inputs.shape) == (2, 1, 4, 16, 16)
+  assert tuple(peer(inputs).shape) == (2, config.model.num_classes)
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"stage": "fusion", "compare": "torch"}, "--stage must be one of"),
+    ({"stage": "skeleton", "compare": "tf"}, "--compare must be"),
+    ({"stage": "skeleton", "compare": "torch", "peer_threads": -1}, "--peer_threads"),
+])
+def test_compare_option_errors_name_the_flag(fields, message):
+  with pytest.raises(ValueError, match=message):
+    benchmark.check_options(tiny_config(), benchmark.Options(**fields),
+                            parallel.make_mesh(devices=jax.devices()[:1]))

@@ -1,13 +1,21 @@
 """PyTorch modules built from SPEC §1 with plain `torch.nn`, laid out like the real state_dicts
-(torchvision `r3d_18`, lshiwjx/2s-AGCN `model.agcn.Model`), to check numerical parity."""
+(torchvision `r3d_18`, lshiwjx/2s-AGCN `model.agcn.Model`): the parity tests check the JAX models
+against them, and `benchmark --compare=torch` times their train step beside ours.
+
+Needs the optional `torch` extra; nothing in the library imports this module.
+"""
 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
 from torch import nn
+
+from amfi_jax.models import agcn as agcn_lib
+from amfi_jax.models.graphs import get_graph
 
 
 # ---------------------------------------------------------------- torchvision r3d_18 layout
@@ -160,3 +168,53 @@ def randomize_(module: nn.Module, seed: int) -> None:
 
 def state_dict_numpy(module: nn.Module) -> dict[str, np.ndarray]:
   return {k: v.detach().numpy() for k, v in module.state_dict().items()}
+
+
+# ---------------------------------------------------------------- the peer of a configured stream
+def peer_of(model_cfg, stage: str) -> nn.Module:
+  """The PyTorch module with the architecture `model_cfg` gives the JAX stream of `stage` (the
+  same widths, units, graph, input channels and classes; the same parameter count)."""
+  if stage == "rgb":
+    c = model_cfg.rgb
+    widths = tuple(max(1, round(w * c.width_multiplier)) for w in (64, 128, 256, 512))
+    return R3D(model_cfg.num_classes, widths, tuple(c.blocks_per_stage), c.in_channels)
+  if stage == "skeleton":
+    c = model_cfg.skeleton
+    units = tuple((max(4, round(w * c.width_multiplier)), s)
+                  for w, s in agcn_lib.parse_layers(c.layers))
+    return AGCN(get_graph(c.graph).adjacency, model_cfg.num_classes, c.in_channels,
+                c.num_persons, units)
+  raise ValueError(f"the PyTorch peer covers the rgb and skeleton stages, not {stage!r}")
+
+
+def peer_inputs(stage: str, batch: dict[str, np.ndarray]) -> torch.Tensor:
+  """Our batch's input in the peer's layout: clips (N, T, H, W, C) uint8 → (N, C, T, H, W) float
+  in [0, 1]; skeletons are (N, C, T, V, M) in both."""
+  if stage == "rgb":
+    clip = next(v for k, v in batch.items() if k in ("rgb", "depth"))
+    return torch.from_numpy(np.ascontiguousarray(
+        np.asarray(clip, np.float32).transpose(0, 4, 1, 2, 3) / 255.0))
+  return torch.from_numpy(np.array(batch["skeleton"], np.float32))  # a writable copy
+
+
+class PeerTrainStep:
+  """One SGD step (momentum 0.9, the stage's learning rate and weight decay) of the peer on a
+  fixed batch, in fp32 or under CPU autocast to bfloat16 (PyTorch's AMP)."""
+
+  def __init__(self, module: nn.Module, inputs: torch.Tensor, labels: np.ndarray, *,
+               learning_rate: float, weight_decay: float, dtype: str):
+    self.module = module.train()
+    self.inputs, self.labels = inputs, torch.from_numpy(np.asarray(labels, np.int64))
+    self.optimizer = torch.optim.SGD(module.parameters(), lr=learning_rate, momentum=0.9,
+                                     weight_decay=weight_decay)
+    self.autocast = dtype == "bfloat16"
+
+  def __call__(self) -> float:
+    """Runs one step; its wall time in seconds."""
+    start = time.perf_counter()
+    self.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+      loss = nn.functional.cross_entropy(self.module(self.inputs), self.labels)
+    loss.backward()
+    self.optimizer.step()
+    return time.perf_counter() - start
