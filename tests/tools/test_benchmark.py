@@ -284,7 +284,7 @@ def test_compare_with_the_torch_peer_alternates_on_the_same_architecture(workdir
 
 
 def test_the_torch_peer_has_the_configured_rgb_architecture():
-  torch = pytest.importorskip("torch", reason="the peer needs the `torch` extra")
+  pytest.importorskip("torch", reason="the peer needs the `torch` extra")
   from amfi_jax.models import amfi
   from amfi_jax.tools import torch_reference
   from flax import nnx
