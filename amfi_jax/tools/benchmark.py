@@ -3,8 +3,8 @@ peak, memory, the input pipeline alone, and where the step's time goes.
 
   # The paper's shapes on the embedded dataset (generated under --workdir on first use):
   python -m amfi_jax.tools.benchmark --config=configs/fusion.py --stage=rgb --batch_size=32 \
-      --config.data.embedded.clip_length=16 --config.data.embedded.image_size=112 \
-      --config.data.embedded.max_frames=300
+      --config.model.num_classes=8 --config.data.embedded.clip_length=16 \
+      --config.data.embedded.image_size=112 --config.data.embedded.max_frames=300
   # A prepared NTU dataset; the demo's tiny model with native convolutions, profiled:
   python -m amfi_jax.tools.benchmark --config=configs/fusion.py --stage=skeleton \
       --config.data.dataset=ntu_rgbd/ntu60_xsub --config.data.data_dir=DIR
@@ -13,7 +13,8 @@ peak, memory, the input pipeline alone, and where the step's time goes.
   # Side by side with the PyTorch peer (the same architecture, batch, optimiser and dtype; its
   # steps alternate with ours): the report's `compare` entry and `speed_ratio` (> 1: ours faster)
   python -m amfi_jax.tools.benchmark --config=configs/fusion.py --stage=rgb --batch_size=2 \
-      --config.data.embedded.clip_length=16 --config.data.embedded.image_size=112 --compare=torch
+      --config.model.num_classes=8 --config.data.embedded.clip_length=16 \
+      --config.data.embedded.image_size=112 --compare=torch
 
 Prints ONE JSON object on stdout (logs go to stderr), from process 0 when several processes
 measure one global step (the multi-process flags are `amfi_jax.main`'s). The model, optimiser, state and train step
