@@ -82,3 +82,45 @@ def test_bad_rules_name_the_field(table, message):
   with pytest.raises(ValueError, match=message):
     configlib.validate(config)
 
+
+
+# The initial state of the demo's RGB stream on 1 device and on 8 devices as 8×1 and 4×2 meshes.
+INIT_SCRIPT = r"""
+import json
+import jax, numpy as np
+from amfi_jax import configlib, parallel
+from amfi_jax.models import build_model
+from amfi_jax.training import optim
+from amfi_jax.training.stages import make_stage
+from amfi_jax.training.state import init_state, state_layout
+
+config = configlib.make_config(("rgb",), "demo", ("demo",))
+stage = make_stage("rgb", config)
+tx = optim.make_optimizer(config.train.rgb, optim.resolve_schedule(config.train.rgb, 64, "rgb"),
+                          "rgb")
+build = lambda: build_model(config.model, "rgb", seed=3)
+states = []
+# The default rules split output channels over `model`: the 4×2 mesh shards the parameters too.
+for mesh in (parallel.make_mesh(devices=jax.devices()[:1]), parallel.make_mesh(8, 1),
+             parallel.make_mesh(4, 2)):
+  layout = state_layout(build, stage, tx, mesh, parallel.rules_from(dict(config.mesh.rules)))
+  states.append(jax.device_get(init_state(build, stage, tx, layout, 3)))
+same = [all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(s)))
+        for s in states[1:]]
+leaves = jax.tree.leaves(states[0].params)
+print("RESULT" + json.dumps({"same": same, "leaves": len(leaves),
+                             "nonzero": sum(bool(np.any(x)) for x in leaves)}))
+"""
+
+
+def test_initial_state_is_the_same_for_every_mesh():
+  """The CPU init program (compiled unoptimised, `state.CPU_INIT_COMPILER_OPTIONS`) draws the
+  same parameters whatever the devices and the sharding."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  done = subprocess.run([sys.executable, "-c", INIT_SCRIPT], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  out = json.loads(done.stdout.split("RESULT", 1)[1])
+  assert out["same"] == [True, True]
+  assert out["nonzero"] > out["leaves"] // 2  # weights were drawn, not left at zero

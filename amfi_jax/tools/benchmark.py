@@ -143,7 +143,9 @@ def measure(config, opts: Options, setup: stage_setup.StageSetup, batch, mesh, r
   """Compiles and times the train step and the forward-only eval step on `batch`; their FLOPs
   against the peak, memory, and (with `opts.profile_dir`) where the train step's time goes."""
   stage, layout, tx = setup.stage, setup.layout, setup.tx
-  state = init_state(setup.build, stage, tx, layout, config.seed)
+  start = time.perf_counter()
+  state = jax.block_until_ready(init_state(setup.build, stage, tx, layout, config.seed))
+  init_s = time.perf_counter() - start
   inputs = {k: batch[k] for k in stage.inputs}
   make_train = lambda: make_train_step(stage, layout, tx)
   make_forward = lambda: make_eval_step(stage, layout)
@@ -164,6 +166,7 @@ def measure(config, opts: Options, setup: stage_setup.StageSetup, batch, mesh, r
   peak = hardware.peak_flops(mesh.devices.ravel().tolist(), config.model.dtype,
                              opts.peak_matmul_size)
   out = step_report(train, batch_size, peak, mesh.size)
+  out["init_s"] = init_s  # compiling and running the state initialisation
   out["forward"] = forward_report(forward, batch_size, mesh.size,
                                   statistics.median(train["times"]))
   out["memory"] = memory_report(train["compiled"], mesh)

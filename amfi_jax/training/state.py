@@ -77,10 +77,19 @@ def _init(build_model, stage: Stage, tx, seed) -> TrainState:
                     rng=jax.random.key_data(jax.random.key(seed)))
 
 
+# The init program runs once, so on CPU it is compiled without XLA's backend optimisations:
+# compiling the optimised program (one threefry hash per parameter) takes 10-90 s here, the
+# unoptimised one a few, and running it takes a fraction of a second either way. Its values can
+# differ from the optimised program's in the last bit of normally drawn weights (an erfinv
+# rounding); they are the same for every sharding and device count.
+CPU_INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
 def init_state(build_model, stage: Stage, tx, layout: StateLayout, seed: int) -> TrainState:
   """Initialises directly into the target shardings (one compiled program, no host copy)."""
   init = jax.jit(lambda: _init(build_model, stage, tx, seed), out_shardings=layout.shardings)
-  return init()
+  on_cpu = all(d.platform == "cpu" for d in layout.mesh.devices.flat)
+  return init.lower().compile(compiler_options=CPU_INIT_COMPILER_OPTIONS if on_cpu else None)()
 
 
 def load_streams_into(state: TrainState, layout: StateLayout, stage: Stage, tx,

@@ -91,6 +91,7 @@ def test_report_figures_are_consistent(report):
   step = report["step"]
   assert 0 < step["min_s"] <= step["median_s"] <= step["max_s"] and step["steps"] == 2
   assert report["compile_s"] > report["lower_s"] > 0
+  assert report["init_s"] > 0
   assert report["examples_per_s"] == pytest.approx(BATCH / step["median_s"])
   assert report["flops_per_step"] > 0 and report["model_flops_per_step"] > 0
   assert report["achieved_flops_per_s"] == pytest.approx(
