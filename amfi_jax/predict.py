@@ -1,15 +1,29 @@
-"""Top-5 actions for one raw NTU sample, with the models of a trained workdir.
+"""Top-5 actions for raw NTU samples, with the models of a trained workdir or an exported one.
+
+One sample, printed:
 
   python -m amfi_jax.predict --workdir=DIR --skeleton=S001C001P001R001A011.skeleton \
       [--video=S001C001P001R001A011_rgb.avi]
 
+A folder (or a glob) of samples, written as JSONL:
+
+  python -m amfi_jax.predict --workdir=DIR|--exported=ARTIFACT --inputs=DIR_OR_GLOB \
+      --output=scores.jsonl [--top=5] [--batch_size=8] [--error_policy=skip|raise] [--overwrite]
+
 With a video the fusion model is used (or the RGB model when only that stage was trained);
-without one, the skeleton stream alone.
+without one, the skeleton stream alone. In a folder, the video of `X.skeleton` is `X_rgb.avi`
+beside it. An exported artifact is one stage: a skeleton artifact ignores videos, a fusion or RGB
+artifact cannot predict a sample without one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
+import json
 import os
+import sys
+from typing import TextIO
 
 import jax
 import numpy as np
@@ -18,21 +32,29 @@ from absl import flags
 from amfi_jax import cli, parallel, workdir as workdir_lib
 from amfi_jax.data.preprocessing import samples
 from amfi_jax.data.readers import ntu
-from amfi_jax.errors import FlagError, MissingFileError
+from amfi_jax.errors import FlagError, MissingFileError, UserError
 from amfi_jax.evaluation.metrics import softmax
 from amfi_jax.monitoring import logs
+from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.training import setup as stage_setup
+
+ERROR_POLICIES = ("skip", "raise")
+SKELETON_SUFFIX = ".skeleton"
+VIDEO_SUFFIX = "_rgb.avi"  # NTU: S001C001P001R001A011.skeleton ↔ S001C001P001R001A011_rgb.avi
+# The inputs of each stage's model; those with `rgb` need the sample's video.
+STAGE_INPUTS = {"rgb": ("rgb",), "skeleton": ("skeleton",), "fusion": ("rgb", "skeleton")}
 
 
 def sample_inputs(skeleton_path: str, video_path: str | None, sample_format: dict,
-                  skeleton_stream: str) -> dict[str, np.ndarray]:
+                  skeleton_stream: str, skeleton_frames: int = 0) -> dict[str, np.ndarray]:
   """A raw NTU sample as a batch of one, preprocessed exactly as the dataset and pipeline do."""
   features = samples.read_ntu_sample(
       skeleton_path, video_path, max_frames=sample_format["max_frames"],
       clip_length=sample_format.get("clip_length", 0),
       crop_size=sample_format.get("crop_size", 0), image_size=sample_format.get("image_size", 0))
   modalities = ("skeleton", "rgb") if video_path else ("skeleton",)
-  inputs = samples.model_input(features, modalities, skeleton_stream)
+  inputs = samples.model_input(features, modalities, skeleton_stream,
+                               skeleton_frames=skeleton_frames)
   return {k: v[None] for k, v in inputs.items()}
 
 
@@ -63,6 +85,20 @@ def check_same_sample(skeleton_path: str, video_path: str | None) -> None:
                     "--allow_mismatch to combine them anyway")
 
 
+def check_reads_ntu(rgb_modality: str, source: str) -> None:
+  """Raw NTU samples are a skeleton and an RGB video; a depth model cannot read them."""
+  if rgb_modality != "rgb":
+    raise FlagError(f"predict reads NTU samples (skeleton + RGB video); {source} trained on "
+                    f"{rgb_modality!r}")
+
+
+def ranking(logits: np.ndarray, class_names) -> list[tuple[str, float]]:
+  """One sample's logits → [(class name, probability)], most probable first."""
+  probs = softmax(np.asarray(logits)[None])[0]
+  order = np.argsort(-probs, kind="stable")
+  return [(class_names[i], float(probs[i])) for i in order]
+
+
 def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
             allow_mismatch: bool = False) -> tuple[str, list[tuple[str, float]]]:
   """(stage used, [(class name, probability)] sorted by probability)."""
@@ -71,40 +107,316 @@ def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
   run = workdir_lib.RunDir(workdir)
   info = run.read_run_info()
   config = run.load_config()
-  if config.data.rgb_modality != "rgb":
-    raise FlagError("predict reads NTU samples (skeleton + RGB video); this run trained on "
-                     f"{config.data.rgb_modality!r}")
+  check_reads_ntu(config.data.rgb_modality, "this run")
   stage_name = choose_stage(run, config.stages, bool(video_path))
   inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
-                         config.data.skeleton_stream)
+                         config.data.skeleton_stream, config.data.skeleton_frames)
   mesh = parallel.make_mesh(devices=jax.devices()[:1])
   stage, model, _ = stage_setup.restore_weights(config, run, stage_name, mesh)
   logits = np.asarray(stage.forward(model, inputs).logits)[0]
-  probs = softmax(logits[None])[0]
-  names = info["class_names"]
-  order = np.argsort(-probs, kind="stable")
-  return stage_name, [(names[i], float(probs[i])) for i in order]
+  return stage_name, ranking(logits, info["class_names"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch prediction: a folder of raw samples → one JSONL line per sample.
+
+
+@dataclasses.dataclass(frozen=True)
+class RawSample:
+  """One sample of --inputs: its name (the file name without extension) and files."""
+  name: str
+  skeleton: str
+  video: str | None  # X_rgb.avi beside X.skeleton, when there is one
+
+
+@dataclasses.dataclass
+class BatchResult:
+  """What `predict_batch` wrote: the predictions (in --inputs order) and the skipped samples."""
+  predictions: list[dict]
+  skipped: list[dict]
+  output: str
+  skipped_output: str
+
+
+def skipped_path(output: str) -> str:
+  """Where the samples that could not be read are listed: beside --output."""
+  return output + ".skipped.jsonl"
+
+
+def find_samples(inputs: str) -> list[RawSample]:
+  """The `.skeleton` files of a directory or a glob, sorted, each with its video if present."""
+  if not inputs:
+    raise FlagError("--inputs is empty; name a directory of .skeleton files or a glob of them")
+  pattern = os.path.join(inputs, "*" + SKELETON_SUFFIX) if os.path.isdir(inputs) else inputs
+  paths = sorted(p for p in glob.glob(pattern)
+                 if p.endswith(SKELETON_SUFFIX) and os.path.isfile(p))
+  if not paths:
+    if os.path.isdir(inputs):
+      where = "in this directory"
+    elif glob.has_magic(inputs):
+      where = "match"
+    else:
+      where = "there: no such directory or file"
+    raise FlagError(f"--inputs={inputs}: no {SKELETON_SUFFIX} files {where}")
+  found, seen = [], {}
+  for path in paths:
+    name = os.path.basename(path)[:-len(SKELETON_SUFFIX)]
+    # The output is keyed by sample name: two files of one name would be two rows of one key.
+    if name in seen:
+      raise FlagError(f"--inputs={inputs}: sample {name} twice ({seen[name]} and {path}); "
+                      "narrow the glob")
+    seen[name] = path
+    video = os.path.join(os.path.dirname(path), name + VIDEO_SUFFIX)
+    found.append(RawSample(name, path, video if os.path.isfile(video) else None))
+  return found
+
+
+def check_batch_flags(*, workdir: str | None, exported: str | None, output: str, top: int,
+                      batch_size: int, error_policy: str, overwrite: bool) -> None:
+  """The flags alone, before any file is read."""
+  if bool(workdir) == bool(exported):
+    raise FlagError("pass exactly one of --workdir (a trained run) and --exported (an artifact "
+                    f"of `python -m amfi_jax.export`); got {'both' if workdir else 'neither'}")
+  if error_policy not in ERROR_POLICIES:
+    raise FlagError(f"--error_policy={error_policy}: expected one of {list(ERROR_POLICIES)}")
+  if top < 1:
+    raise FlagError(f"--top={top}: expected at least 1")
+  if batch_size < 1:
+    raise FlagError(f"--batch_size={batch_size}: expected at least 1")
+  if not output:
+    raise FlagError("--output is empty; name the JSONL file to write")
+  if os.path.isdir(output):
+    raise FlagError(f"--output={output} is a directory; name the JSONL file to write")
+  for path in (output, skipped_path(output)):
+    if os.path.exists(path) and not overwrite:
+      raise FlagError(f"--output={output}: {path} exists; pass --overwrite to replace it")
+
+
+class WorkdirModels:
+  """The finished stages of a trained workdir, each restored and compiled once, on first use."""
+
+  def __init__(self, workdir: str):
+    self.run = workdir_lib.RunDir(workdir)
+    info = self.run.read_run_info()
+    self.config = self.run.load_config()
+    check_reads_ntu(self.config.data.rgb_modality, f"--workdir={workdir}")
+    self.class_names = list(info["class_names"])
+    self.sample_format = info["sample_format"]
+    self.skeleton_stream = self.config.data.skeleton_stream
+    self.skeleton_frames = int(self.config.data.skeleton_frames)
+    self._forwards = {}
+
+  def stage_for(self, sample: RawSample) -> str:
+    """The single-sample rule (`choose_stage`); a stage the run lacks is an error for all."""
+    return choose_stage(self.run, self.config.stages, sample.video is not None)
+
+  def logits(self, stage_name: str, batch: dict[str, np.ndarray]) -> np.ndarray:
+    if stage_name not in self._forwards:
+      mesh = parallel.make_mesh(devices=jax.devices()[:1])
+      stage, model, _ = stage_setup.restore_weights(self.config, self.run, stage_name, mesh)
+      # jit caches one program per batch shape; batches are padded to one shape per stage.
+      forward = jax.jit(lambda m, inputs: stage.forward(m, inputs).logits)
+      self._forwards[stage_name] = lambda inputs: forward(model, inputs)
+    return np.asarray(self._forwards[stage_name](batch), np.float32)
+
+
+class ExportedModel:
+  """An artifact of `amfi_jax.export`: its metadata is read at once, the program on first use."""
+
+  def __init__(self, artifact: str):
+    from amfi_jax import serving  # only this mode needs it
+
+    self._serving = serving
+    self.artifact = artifact
+    metadata_file = serving.metadata_path(artifact)
+    for path in (artifact, metadata_file):
+      if not os.path.isfile(path):
+        raise MissingFileError(f"--exported={artifact}: {path} not found; write it with "
+                               "`python -m amfi_jax.export`")
+    with open(metadata_file) as f:
+      metadata = json.load(f)
+    preprocessing = metadata["preprocessing"]
+    check_reads_ntu(preprocessing.get("rgb_modality", "rgb"), f"--exported={artifact}")
+    self.stage = metadata["stage"]
+    self.input_names = tuple(i["name"] for i in metadata["inputs"])
+    self.class_names = list(metadata["class_names"])
+    self.sample_format = preprocessing
+    self.skeleton_stream = preprocessing["skeleton_stream"]
+    self.skeleton_frames = int(preprocessing.get("skeleton_frames", 0))
+    self._model = None
+
+  def stage_for(self, sample: RawSample) -> str:
+    del sample  # one artifact, one stage
+    return self.stage
+
+  def logits(self, stage_name: str, batch: dict[str, np.ndarray]) -> np.ndarray:
+    assert stage_name == self.stage, (stage_name, self.stage)
+    if self._model is None:
+      self._model = self._serving.load(self.artifact)
+    return self._model(**{name: batch[name] for name in self.input_names})
+
+
+def _read_sample(models, stage_name: str, sample: RawSample) -> dict[str, np.ndarray]:
+  """The sample as a batch of one, by `sample_inputs` (the single-sample preprocessing)."""
+  uses_video = "rgb" in STAGE_INPUTS[stage_name]
+  if uses_video and sample.video is None:
+    raise MissingFileError(f"{sample.skeleton}: no {sample.name}{VIDEO_SUFFIX} beside it, and "
+                           f"the {stage_name} model needs the video")
+  return sample_inputs(sample.skeleton, sample.video if uses_video else None,
+                       models.sample_format, models.skeleton_stream, models.skeleton_frames)
+
+
+class _StageBatches:
+  """Samples of one stage waiting for a full batch; each batch is padded to `size` rows (with
+  copies of its last sample) so that every call of a stage has one shape: one compilation."""
+
+  def __init__(self, size: int):
+    self.size = size
+    self.names: list[str] = []
+    self.inputs: list[dict[str, np.ndarray]] = []
+
+  def add(self, name: str, inputs: dict[str, np.ndarray]) -> bool:
+    self.names.append(name)
+    self.inputs.append(inputs)
+    return len(self.names) == self.size
+
+  def take(self) -> tuple[list[str], dict[str, np.ndarray]]:
+    names, rows = self.names, self.inputs
+    rows = rows + [rows[-1]] * (self.size - len(rows))
+    batch = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    self.names, self.inputs = [], []
+    return names, batch
+
+
+def _write_jsonl_atomically(path: str, rows: list[dict]) -> None:
+  """The whole file or nothing: an interrupted run never leaves half a file at `path`."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    for row in rows:
+      f.write(json.dumps(row) + "\n")
+  os.replace(tmp, path)
+
+
+def predict_batch(inputs: str, output: str, *, workdir: str | None = None,
+                  exported: str | None = None, top: int = 5, batch_size: int = 8,
+                  error_policy: str = "skip", overwrite: bool = False,
+                  progress_stream: TextIO | None = sys.stderr) -> BatchResult:
+  """Predicts every sample of `inputs` (a directory or a glob of .skeleton files) and writes
+  `output`: one JSONL line per sample, {"sample", "stage", "top": [[class, probability], ...]}.
+
+  A sample the readers cannot read (a `UserError`: malformed file, no frames, truncated video)
+  is skipped and listed in `skipped_path(output)` with `error_policy="skip"`, and stops the run
+  with `error_policy="raise"` (nothing written). The flags, the inputs and the stages each
+  sample needs are checked before any model is loaded.
+  """
+  check_batch_flags(workdir=workdir, exported=exported, output=output, top=top,
+                    batch_size=batch_size, error_policy=error_policy, overwrite=overwrite)
+  found = find_samples(inputs)
+  models = WorkdirModels(workdir) if workdir else ExportedModel(exported)
+  # Every stage a sample needs is known (and missing ones refused) before the first is loaded.
+  planned = [(sample, models.stage_for(sample)) for sample in found]
+  per_stage = {}
+  for _, stage_name in planned:
+    per_stage[stage_name] = per_stage.get(stage_name, 0) + 1
+  # A batch no larger than the stage's share: a few samples need not pay for 8 rows each.
+  pending = {s: _StageBatches(min(batch_size, n)) for s, n in per_stage.items()}
+
+  predictions: dict[str, dict] = {}
+  skipped: list[dict] = []
+
+  def run_batch(stage_name: str) -> None:
+    names, batch = pending[stage_name].take()
+    logits = models.logits(stage_name, batch)
+    for row, name in enumerate(names):
+      predictions[name] = {"sample": name, "stage": stage_name,
+                           "top": [list(p) for p in ranking(logits[row],
+                                                            models.class_names)[:top]]}
+
+  progress = ProgressBar(len(planned), enabled=progress_stream is not None,
+                         stream=progress_stream or sys.stderr)
+  with progress:
+    for done, (sample, stage_name) in enumerate(planned, 1):
+      try:
+        sample_batch = _read_sample(models, stage_name, sample)
+      except UserError as e:
+        if error_policy == "raise":
+          if sample.skeleton in str(e) or (sample.video and sample.video in str(e)):
+            raise
+          raise UserError(f"{sample.skeleton}: {e}") from e
+        skipped.append({"sample": sample.name, "path": sample.skeleton, "reason": str(e)})
+      else:
+        if pending[stage_name].add(sample.name, sample_batch):
+          run_batch(stage_name)
+      progress.update(done, 1, skipped=len(skipped))
+    for stage_name, waiting in pending.items():
+      if waiting.names:
+        run_batch(stage_name)
+
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  rows = [predictions[s.name] for s, _ in planned if s.name in predictions]
+  _write_jsonl_atomically(output, rows)
+  skipped_file = skipped_path(output)
+  if skipped:
+    _write_jsonl_atomically(skipped_file, skipped)
+  elif os.path.exists(skipped_file):
+    os.remove(skipped_file)  # a list from an earlier run (--overwrite) would now be wrong
+  return BatchResult(rows, skipped, output, skipped_file)
+
+
+def _main_batch(args) -> None:
+  if args.skeleton or args.video:
+    raise FlagError("--skeleton/--video name one sample; --inputs names many (the video of "
+                    f"X{SKELETON_SUFFIX} is X{VIDEO_SUFFIX} beside it): pass one or the other")
+  if not args.output:
+    raise FlagError("--inputs needs --output, the JSONL file to write")
+  result = predict_batch(args.inputs, args.output, workdir=args.workdir, exported=args.exported,
+                         top=args.top, batch_size=args.batch_size,
+                         error_policy=args.error_policy, overwrite=args.overwrite)
+  for row in result.skipped:
+    print(f"skipped {row['sample']}: {row['reason']}", file=sys.stderr)
+  where = f" (listed in {result.skipped_output})" if result.skipped else ""
+  print(f"{result.output}: {len(result.predictions)} predicted, {len(result.skipped)} "
+        f"skipped{where}")
 
 
 def main(argv):
   del argv
   logs.quiet_library_logs()
   args = flags.FLAGS
-  stage, ranking = predict(args.workdir, args.skeleton, args.video, args.allow_mismatch)
+  if args.inputs is not None:
+    _main_batch(args)
+    return
+  if args.exported or args.output:
+    raise FlagError("--exported and --output go with --inputs (a folder or glob of samples; "
+                    "one file is a glob too)")
+  if not args.workdir or not args.skeleton:
+    raise FlagError("pass --workdir and --skeleton (one sample), or --inputs and --output "
+                    "(many)")
+  stage, ranked = predict(args.workdir, args.skeleton, args.video, args.allow_mismatch)
   print(f"{os.path.basename(args.skeleton)}: {stage} model")
-  for rank, (name, p) in enumerate(ranking[:args.top], 1):
+  for rank, (name, p) in enumerate(ranked[:args.top], 1):
     print(f"{rank}. {name:<40s} {100 * p:6.2f} %")
 
 
 def _define_flags():
   # Defined only when run as a program (see amfi_jax.evaluate).
   flags.DEFINE_string("workdir", None, "A workdir written by amfi_jax.main.")
-  flags.DEFINE_string("skeleton", None, "An NTU .skeleton file.")
+  flags.DEFINE_string("skeleton", None, "An NTU .skeleton file (one sample).")
   flags.DEFINE_string("video", None, "The sample's _rgb.avi (optional).")
-  flags.DEFINE_integer("top", 5, "How many actions to print.")
+  flags.DEFINE_integer("top", 5, "How many actions to print (or write, with --inputs).")
   flags.DEFINE_bool("allow_mismatch", False, "Combine a skeleton and a video whose sample names "
                     "differ (refused by default).")
-  flags.mark_flags_as_required(["workdir", "skeleton"])
+  flags.DEFINE_string("inputs", None, "A directory of .skeleton files, or a glob of them: "
+                      f"predict each (with X{VIDEO_SUFFIX} beside X{SKELETON_SUFFIX} when "
+                      "present).")
+  flags.DEFINE_string("exported", None, "With --inputs: an artifact of amfi_jax.export, "
+                      "instead of --workdir.")
+  flags.DEFINE_string("output", None, "With --inputs: the JSONL file to write (samples that "
+                      "could not be read go to OUTPUT.skipped.jsonl).")
+  flags.DEFINE_integer("batch_size", 8, "With --inputs: samples per model call.")
+  flags.DEFINE_string("error_policy", "skip", "With --inputs: what an unreadable sample does: "
+                      "skip (list it and go on) | raise (stop).")
+  flags.DEFINE_bool("overwrite", False, "With --inputs: replace an existing --output.")
 
 
 if __name__ == "__main__":
