@@ -30,20 +30,16 @@ from amfi_jax.data.preprocessing import samples
 from amfi_jax.errors import FlagError, MissingFileError
 from amfi_jax.models import conv
 from amfi_jax.monitoring import logs
+# The loader owns the artifact's conventions (it is shipped alone): the batch dimension's name
+# and where the metadata lies.
+from amfi_jax.serving import BATCH, metadata_path
 from amfi_jax.training import setup as stage_setup
 
 # The platforms `jax.export` lowers for; an artifact runs only on those it was lowered for.
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
-# The name of the batch dimension, in the artifact and in the metadata's shapes.
-BATCH = "b"
 # Record features whose stored values are uint8 frames; every other one is float32.
 _UINT8_FEATURES = ("clip", "rgb")
-
-
-def metadata_path(output: str) -> str:
-  """Where the metadata of the artifact `output` is written: beside it, `.json` appended."""
-  return output + ".json"
 
 
 def check_flags(stage: str, platforms, output: str | None = None, overwrite: bool = False

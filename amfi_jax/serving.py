@@ -30,11 +30,11 @@ import time
 import jax
 import numpy as np
 
-BATCH = "b"  # the batch dimension's name in the metadata (`amfi_jax.export.BATCH`)
+BATCH = "b"  # the batch dimension's name, in the artifact and in the metadata's shapes
 
 
 def metadata_path(artifact: str) -> str:
-  """The metadata written beside an artifact (`amfi_jax.export.metadata_path`)."""
+  """The metadata `amfi_jax.export` writes beside an artifact: its name with `.json` appended."""
   return artifact + ".json"
 
 

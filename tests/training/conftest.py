@@ -62,3 +62,22 @@ def cli_overrides(dataset_dir: str, stage: str, *, steps: int, batch_size: int =
           "--config.data.num_threads=1", "--config.train.log_every_steps=1",
           f"{t}.num_steps={steps}", f"{t}.batch_size={batch_size}",
           f"{t}.eval_batch_size={batch_size}", f"{t}.eval_every_epochs={eval_every_epochs}"]
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tiny_dataset, tmp_path_factory) -> str:
+  """A workdir with all three stages of a tiny model trained for two steps (export and batch
+  prediction read it; nothing may write to it)."""
+  from amfi_jax.models import conv
+  from amfi_jax.training import loop
+
+  config = tiny_config("fusion", tiny_dataset, steps=2)
+  # Two AGCN units instead of the demo's four, still ending at the RGB stream's 64 channels
+  # (the fusion head needs equal widths): fewer units, less to compile.
+  config.model.skeleton.layers = "256,512/2"
+  workdir = str(tmp_path_factory.mktemp("tiny_trained_run"))
+  # The native convolution trains these tiny models in a fraction of the CPU rewrite's time;
+  # evaluation and the tests' reference logits use the default (the rewrite).
+  with conv.conv_impl("native"):
+    loop.train_and_evaluate(config, workdir)
+  return workdir

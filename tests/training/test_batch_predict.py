@@ -16,11 +16,9 @@ import pytest
 
 from amfi_jax import export, predict
 from amfi_jax.errors import FlagError
-from amfi_jax.models import conv
-from amfi_jax.training import loop
 from amfi_jax.workdir import RunDir
 
-from tests.training.conftest import REPO, tiny_config
+from tests.training.conftest import REPO
 
 # Performer 3: test samples of the tiny dataset. The first has its video beside it.
 WITH_VIDEO = "S001C001P003R001A002"
@@ -30,16 +28,8 @@ CORRUPT = "S001C001P001R001A001"
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory) -> str:
-  """A workdir with all three stages trained for two steps (as in test_export.py)."""
-  config = tiny_config("fusion", tiny_dataset, steps=2)
-  # Two AGCN units ending at the RGB stream's 64 channels: fewer units, less to compile.
-  config.model.skeleton.layers = "256,512/2"
-  workdir = str(tmp_path_factory.mktemp("batch_predict_run"))
-  # The native convolution trains these tiny models in a fraction of the CPU rewrite's time.
-  with conv.conv_impl("native"):
-    loop.train_and_evaluate(config, workdir)
-  return workdir
+def trained(tiny_trained_run) -> str:
+  return tiny_trained_run
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,10 @@ import pytest
 
 from amfi_jax import export, parallel, serving
 from amfi_jax.errors import FlagError, MissingFileError
-from amfi_jax.models import conv
-from amfi_jax.training import loop
 from amfi_jax.training import setup as stage_setup
 from amfi_jax.workdir import RunDir
 
-from tests.training.conftest import REPO, tiny_config
+from tests.training.conftest import REPO
 STAGES = ("rgb", "skeleton", "fusion")
 BATCH_SIZES = (1, 3)
 # What a deployment does not ship; the loader must work without any of them.
@@ -28,18 +26,8 @@ TRAINING_LIBRARIES = ("flax", "optax", "orbax", "ml_collections", "grain", "tens
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory) -> str:
-  """A workdir with all three stages trained for two steps."""
-  config = tiny_config("fusion", tiny_dataset, steps=2)
-  # Two AGCN units instead of the demo's four, still ending at the RGB stream's 64 channels
-  # (the fusion head needs equal widths): fewer units, less to compile.
-  config.model.skeleton.layers = "256,512/2"
-  workdir = str(tmp_path_factory.mktemp("export_run"))
-  # The native convolution trains these tiny models in a fraction of the CPU rewrite's time;
-  # the reference logits below come from the default (the rewrite), as in evaluation.
-  with conv.conv_impl("native"):
-    loop.train_and_evaluate(config, workdir)
-  return workdir
+def trained(tiny_trained_run) -> str:
+  return tiny_trained_run
 
 
 @pytest.fixture(scope="module")
