@@ -317,6 +317,32 @@ def utd_mhad(config: ml_collections.ConfigDict) -> None:
   config.train.log_every_steps = 20
 
 
+def ntu60_2d(config: ml_collections.ConfigDict) -> None:
+  """NTU-60 as 2-D poses of a pose estimator (PYSKL's `ntu60_hrnet.pkl`, COCO-17 keypoints;
+  `data/builders/pose_pickle_builder.py`): the skeleton stream reads (x, y, score) on the
+  coco17 graph with two persons, 60 classes, cross-subject (`cross_view` switches)."""
+  d = config.data
+  d.dataset = "pose_pickle/ntu60_2d_xsub"
+  # 100 frames spread over the whole sequence, as PYSKL's 2-D NTU models see them
+  # (UniformSample(clip_len=100)), instead of 300 padded by repetition: a third of the compute.
+  d.skeleton_frames = 100
+  # Skeleton augmentation stays off: its rotations are 3-D and would mix the score into x, y.
+  m = config.model
+  m.num_classes = 60
+  m.skeleton.graph = "coco17"
+  m.skeleton.num_persons = 2
+  m.skeleton.in_channels = 3  # x, y, score
+
+
+def cross_view(config: ml_collections.ConfigDict) -> None:
+  """NTU-60 cross-view: the `_xview` config of the configured `_xsub` dataset."""
+  d = config.data
+  if not d.dataset.endswith("_xsub"):
+    raise ConfigError(f"Variant xview switches a cross-subject dataset (…_xsub) to cross-view, "
+                      f"but config.data.dataset={d.dataset!r}")
+  d.dataset = d.dataset[:-len("_xsub")] + "_xview"
+
+
 # Variant name → (function, example value for the tests; None = takes no value).
 VARIANTS: dict[str, tuple] = {
     "demo": (demo, None),
@@ -329,6 +355,8 @@ VARIANTS: dict[str, tuple] = {
     "select_on_test": (select_on_test, None),
     "protocol": (protocol, "final"),
     "utd_mhad": (utd_mhad, None),
+    "ntu60_2d": (ntu60_2d, None),
+    "xview": (cross_view, None),
 }
 
 

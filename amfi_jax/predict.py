@@ -14,6 +14,17 @@ With a video the fusion model is used (or the RGB model when only that stage was
 without one, the skeleton stream alone. In a folder, the video of `X.skeleton` is `X_rgb.avi`
 beside it. An exported artifact is one stage: a skeleton artifact ignores videos, a fusion or RGB
 artifact cannot predict a sample without one.
+
+One sample of a 2-D pose pickle (PYSKL / MMAction2 format, COCO-17 keypoints), with the skeleton
+model of a run trained on such poses (configs/ntu60_2d.py):
+
+  python -m amfi_jax.predict --workdir=DIR --pose_pickle=ntu60_hrnet.pkl \
+      --sample=S001C001P001R001A011
+
+A skeleton stream, a sliding window at a time (`amfi_jax.streaming`):
+
+  python -m amfi_jax.predict --stream --exported=skeleton.jaxexport|--workdir=DIR \
+      --skeleton=FILE.skeleton|- [--fps=30] [--window=90] [--stride=15] [--top=5]
 """
 
 from __future__ import annotations
@@ -29,9 +40,10 @@ import jax
 import numpy as np
 from absl import flags
 
-from amfi_jax import cli, parallel, workdir as workdir_lib
+from amfi_jax import cli, parallel, streaming, workdir as workdir_lib
+from amfi_jax.data.builders import pose_pickle_builder
 from amfi_jax.data.preprocessing import samples
-from amfi_jax.data.readers import ntu
+from amfi_jax.data.readers import ntu, pose_pickle
 from amfi_jax.errors import FlagError, MissingFileError, UserError
 from amfi_jax.evaluation.metrics import softmax
 from amfi_jax.monitoring import logs
@@ -99,6 +111,14 @@ def ranking(logits: np.ndarray, class_names) -> list[tuple[str, float]]:
   return [(class_names[i], float(probs[i])) for i in order]
 
 
+def rank_one(run: workdir_lib.RunDir, config, stage_name: str, inputs: dict[str, np.ndarray],
+             class_names) -> list[tuple[str, float]]:
+  """The ranking of one sample (a batch of one) by a run's stage."""
+  mesh = parallel.make_mesh(devices=jax.devices()[:1])
+  stage, model, _ = stage_setup.restore_weights(config, run, stage_name, mesh)
+  return ranking(np.asarray(stage.forward(model, inputs).logits)[0], class_names)
+
+
 def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
             allow_mismatch: bool = False) -> tuple[str, list[tuple[str, float]]]:
   """(stage used, [(class name, probability)] sorted by probability)."""
@@ -111,10 +131,55 @@ def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
   stage_name = choose_stage(run, config.stages, bool(video_path))
   inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
                          config.data.skeleton_stream, config.data.skeleton_frames)
-  mesh = parallel.make_mesh(devices=jax.devices()[:1])
-  stage, model, _ = stage_setup.restore_weights(config, run, stage_name, mesh)
-  logits = np.asarray(stage.forward(model, inputs).logits)[0]
-  return stage_name, ranking(logits, info["class_names"])
+  return stage_name, rank_one(run, config, stage_name, inputs, info["class_names"])
+
+
+# ---------------------------------------------------------------------------------------------
+# One sample of a 2-D pose pickle.
+
+
+def pose_pickle_inputs(pickle_path: str, sample: str, sample_format: dict,
+                       skeleton_stream: str, skeleton_frames: int = 0) -> dict[str, np.ndarray]:
+  """Sample `sample` of a pose pickle as a batch of one, preprocessed exactly as the pose-pickle
+  builder and the pipeline do; the run must have trained on a pose-pickle dataset."""
+  trained_on = sample_format.get("builder")
+  if trained_on != pose_pickle_builder.PosePickle.name:
+    raise FlagError(f"--pose_pickle needs a run trained on 2-D poses (a "
+                    f"{pose_pickle_builder.PosePickle.name} dataset, e.g. configs/ntu60_2d.py); "
+                    f"this one trained on {trained_on!r} data")
+  _, max_frames, _, num_persons = sample_format["shapes"]["skeleton"]
+  poses = pose_pickle.read_pose_pickle(pickle_path)
+  features = poses.skeleton_features(sample, max_frames=max_frames, num_persons=num_persons)
+  inputs = samples.model_input(features, ("skeleton",), skeleton_stream,
+                               skeleton_frames=skeleton_frames)
+  return {k: v[None] for k, v in inputs.items()}
+
+
+def predict_pose_pickle(workdir: str, pickle_path: str, sample: str
+                        ) -> tuple[str, list[tuple[str, float]]]:
+  """(stage used, [(class name, probability)] sorted by probability) for one pickle sample."""
+  run = workdir_lib.RunDir(workdir)
+  info = run.read_run_info()
+  config = run.load_config()
+  stage_name = choose_stage(run, config.stages, with_video=False)
+  inputs = pose_pickle_inputs(pickle_path, sample, info["sample_format"],
+                              config.data.skeleton_stream, config.data.skeleton_frames)
+  return stage_name, rank_one(run, config, stage_name, inputs, info["class_names"])
+
+
+def _main_pose_pickle(args) -> None:
+  others = [f"--{f}" for f in ("skeleton", "video", "inputs", "exported", "output", "stream")
+            if getattr(args, f)]
+  if others:
+    raise FlagError(f"--pose_pickle predicts one sample of a pickle; it does not go with "
+                    f"{', '.join(others)}")
+  if not args.workdir or not args.sample:
+    raise FlagError("--pose_pickle needs --workdir (a run trained on 2-D poses) and --sample "
+                    "(the sample's frame_dir in the pickle)")
+  stage, ranked = predict_pose_pickle(args.workdir, args.pose_pickle, args.sample)
+  print(f"{args.sample}: {stage} model")
+  for rank, (name, p) in enumerate(ranked[:args.top], 1):
+    print(f"{rank}. {name:<40s} {100 * p:6.2f} %")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,10 +444,67 @@ def _main_batch(args) -> None:
         f"skipped{where}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Streaming: skeleton frames as they arrive → the top actions of a sliding window.
+
+
+def stream_predictor(*, workdir: str | None, exported: str | None, top: int
+                     ) -> streaming.Predictor:
+  """The skeleton model of a workdir or of a skeleton artifact, for `amfi_jax.streaming`."""
+  if bool(workdir) == bool(exported):
+    raise FlagError("--stream: pass exactly one of --workdir (a trained run) and --exported (a "
+                    f"skeleton artifact); got {'both' if workdir else 'neither'}")
+  if top < 1:
+    raise FlagError(f"--top={top}: expected at least 1")
+  models = WorkdirModels(workdir) if workdir else ExportedModel(exported)
+  source = f"--workdir={workdir}" if workdir else f"--exported={exported}"
+  if exported and models.stage != "skeleton":
+    raise FlagError(f"--stream reads skeleton frames only; {source} is the {models.stage} "
+                    "model: export the skeleton stage")
+  if workdir:
+    choose_stage(models.run, models.config.stages, with_video=False)
+  builder = models.sample_format.get("builder")
+  if builder != "ntu_rgbd":
+    raise FlagError(f"--stream reads NTU skeleton frames (25 joints); {source} was trained on "
+                    f"{builder!r} data")
+  preprocessing = {"max_frames": models.sample_format["max_frames"],
+                   "skeleton_stream": models.skeleton_stream,
+                   "skeleton_frames": models.skeleton_frames}
+  return streaming.Predictor(lambda batch: models.logits("skeleton", batch), models.class_names,
+                             preprocessing, top)
+
+
+def _main_stream(args) -> None:
+  if args.inputs is not None or args.video or args.output:
+    raise FlagError("--stream reads one skeleton stream (--skeleton=FILE or - for standard "
+                    "input); --inputs, --video and --output do not apply")
+  if not args.skeleton:
+    raise FlagError("--stream needs --skeleton: a .skeleton file to replay, or - to read NTU "
+                    "frame blocks from standard input")
+  predictor = stream_predictor(workdir=args.workdir, exported=args.exported, top=args.top)
+  streaming.check_flags(args.window, args.stride, args.fps, predictor.max_frames)
+  lines, has_header = streaming.open_lines(args.skeleton, sys.stdin)
+  predictor.warm_up()
+  # Standard input arrives as the producer writes it; a file is replayed at --fps.
+  fps = args.fps if has_header else 0.0
+  source = "<stdin>" if args.skeleton == streaming.STDIN else args.skeleton
+  frames = streaming.replay(lines, source, fps=fps, has_header=has_header)
+  _, summary = streaming.run(
+      frames, predictor, window=args.window, stride=args.stride, source=source, fps=args.fps,
+      on_result=lambda result: print(streaming.format_result(result), flush=True))
+  print(json.dumps(summary), flush=True)
+
+
 def main(argv):
   del argv
   logs.quiet_library_logs()
   args = flags.FLAGS
+  if args.pose_pickle is not None:
+    _main_pose_pickle(args)
+    return
+  if args.stream:
+    _main_stream(args)
+    return
   if args.inputs is not None:
     _main_batch(args)
     return
@@ -417,6 +539,16 @@ def _define_flags():
   flags.DEFINE_string("error_policy", "skip", "With --inputs: what an unreadable sample does: "
                       "skip (list it and go on) | raise (stop).")
   flags.DEFINE_bool("overwrite", False, "With --inputs: replace an existing --output.")
+  flags.DEFINE_string("pose_pickle", None, "A 2-D pose pickle (PYSKL / MMAction2 format): "
+                      "predict its sample --sample with a run trained on 2-D poses.")
+  flags.DEFINE_string("sample", None, "With --pose_pickle: the sample's name (frame_dir).")
+  flags.DEFINE_bool("stream", False, "Predict a sliding window of a skeleton stream: "
+                    "--skeleton=FILE (replayed at --fps) or - (NTU frame blocks on stdin).")
+  flags.DEFINE_integer("window", streaming.DEFAULT_WINDOW, "With --stream: frames per window.")
+  flags.DEFINE_integer("stride", streaming.DEFAULT_STRIDE, "With --stream: a window every "
+                       "this many frames.")
+  flags.DEFINE_float("fps", streaming.DEFAULT_FPS, "With --stream and a file: replay rate "
+                     "(0: as fast as possible).")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 from amfi_jax import configlib
-from amfi_jax.data.builders import ntu_rgbd_builder, utd_mhad_builder
+from amfi_jax.data.builders import ntu_rgbd_builder, pose_pickle_builder, utd_mhad_builder
 from amfi_jax.models import build_model
 from amfi_jax.training.stages import make_stage
 
@@ -53,6 +53,10 @@ def _input_shapes(config) -> dict[str, tuple[int, ...]]:
     configs = {c.name: c for c in ntu_rgbd_builder.NtuRgbd.BUILDER_CONFIGS}
     built = configs[d.dataset.split("/")[1]]
     k, s, t, v = built.clip_length, built.image_size, built.max_frames, 25
+  elif d.dataset.startswith("pose_pickle"):
+    configs = {c.name: c for c in pose_pickle_builder.PosePickle.BUILDER_CONFIGS}
+    built = configs[d.dataset.split("/")[1]]
+    k, s, t, v = 16, 112, built.max_frames, 17  # poses only: the RGB shape goes unused
   else:
     assert not d.dataset, f"no shapes known for {d.dataset!r}"
     e = d.embedded

@@ -99,8 +99,9 @@ def prepare(data_cfg, data_root: str) -> Dataset:
 def _check_dataset_name(name: str) -> None:
   """`builder/config` must name one of this project's builders and one of its configs (TFDS's
   own error would print its whole catalogue, or an empty list of close matches)."""
-  from amfi_jax.data.builders import utd_mhad_builder
-  builders = {b.name: b for b in (ntu_rgbd_builder.NtuRgbd, utd_mhad_builder.UtdMhad)}
+  from amfi_jax.data.builders import pose_pickle_builder, utd_mhad_builder
+  builders = {b.name: b for b in (ntu_rgbd_builder.NtuRgbd, utd_mhad_builder.UtdMhad,
+                                  pose_pickle_builder.PosePickle)}
   builder_name, _, config_name = name.partition("/")
   if builder_name not in builders:
     raise ConfigError(f"config.data.dataset={name!r}: unknown dataset {builder_name!r}; "

@@ -17,7 +17,7 @@ class SkeletonGraph:
   """A skeleton layout and the facts the model and the preprocessing need about it.
 
   Attributes:
-    name: registry name (`ntu`, `utd_mhad`).
+    name: registry name (`ntu`, `utd_mhad`, `coco17`).
     num_joints: V.
     inward_edges: (child, parent) pairs, 1-based.
     center: 1-based root joint; its bone is the zero vector (`center - center`).
@@ -94,7 +94,28 @@ UTD_MHAD = SkeletonGraph(
     shoulder_axis=(5, 9),
 )
 
-GRAPHS = {g.name: g for g in (NTU, UTD_MHAD)}
+# COCO-17 keypoints, the layout of 2-D pose estimators (HRNet, ViTPose, ...) and of PYSKL's /
+# MMAction2's 2-D pose pickles: 1 nose, 2-3 left/right eye, 4-5 left/right ear, 6-7 left/right
+# shoulder, 8-9 elbows, 10-11 wrists, 12-13 hips, 14-15 knees, 16-17 ankles (left before right).
+# Edges and centre are PYSKL's `coco` layout (its 0-based pairs plus one): rooted at the nose,
+# hips hang from the shoulders, eyes from the nose and ears from the eyes.
+# 2-D poses are normalised by the image size (`readers.pose_pickle`), never by `pre_normalize`;
+# its three joint fields below only matter for 3-D keypoints in this layout (e.g. lifted poses):
+# the nose as origin, left hip -> left shoulder as +z, left -> right shoulder as +x.
+COCO17 = SkeletonGraph(
+    name="coco17",
+    num_joints=17,
+    inward_edges=(
+        (16, 14), (14, 12), (17, 15), (15, 13), (12, 6), (13, 7), (10, 8), (8, 6), (11, 9),
+        (9, 7), (6, 1), (7, 1), (2, 1), (4, 2), (3, 1), (5, 3),
+    ),
+    center=1,
+    origin_joint=1,
+    spine_axis=(12, 6),
+    shoulder_axis=(6, 7),
+)
+
+GRAPHS = {g.name: g for g in (NTU, UTD_MHAD, COCO17)}
 
 
 def get_graph(name: str) -> SkeletonGraph:

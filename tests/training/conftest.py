@@ -81,3 +81,14 @@ def tiny_trained_run(tiny_dataset, tmp_path_factory) -> str:
   with conv.conv_impl("native"):
     loop.train_and_evaluate(config, workdir)
   return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_skeleton_artifact(tiny_trained_run, tmp_path_factory) -> str:
+  """The skeleton stage of `tiny_trained_run` exported for CPU (batch and streaming prediction
+  read it)."""
+  from amfi_jax import export
+
+  path = str(tmp_path_factory.mktemp("tiny_artifact") / "skeleton.jaxexport")
+  export.export_to_file(tiny_trained_run, "skeleton", path, platforms=("cpu",))
+  return path

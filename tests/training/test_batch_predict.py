@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from amfi_jax import export, predict
+from amfi_jax import predict
 from amfi_jax.errors import FlagError
 from amfi_jax.workdir import RunDir
 
@@ -33,10 +33,8 @@ def trained(tiny_trained_run) -> str:
 
 
 @pytest.fixture(scope="module")
-def skeleton_artifact(trained, tmp_path_factory) -> str:
-  path = str(tmp_path_factory.mktemp("batch_predict_artifact") / "skeleton.jaxexport")
-  export.export_to_file(trained, "skeleton", path, platforms=("cpu",))
-  return path
+def skeleton_artifact(tiny_skeleton_artifact) -> str:
+  return tiny_skeleton_artifact
 
 
 @pytest.fixture(scope="module")

@@ -49,21 +49,28 @@ def read_ntu_sample(skeleton_path: str, video_path: str | None, *, max_frames: i
   """The stored features of an NTU sample: `skeleton` (3, T, 25, 2) and `frame_count`; with a
   video also `clip` (K, S, S, 3) uint8 and `video_frame_count`."""
   seq = ntu_skeleton.read_skeleton(skeleton_path)
-  # Legal in the file format, but a model would answer confidently from all-zero input.
-  if seq.num_frames == 0:
-    raise DataFormatError(skeleton_path, "the frame count is 0: no skeleton to read", line=1)
-  if not seq.body_counts.any():
-    raise DataFormatError(skeleton_path, f"no body in any of its {seq.num_frames} frames (NTU "
-                          "lists such samples as missing skeletons; leave them out)")
-  out = {"skeleton": np.asarray(skeletons.preprocess_ntu_skeleton(seq, max_frames=max_frames),
-                                np.float32),
-         "frame_count": np.int32(seq.num_frames)}
+  out = ntu_skeleton_features(seq, max_frames)
   if video_path is not None:
     clip, total = load_clip(video_path, seq, clip_length=clip_length, crop_size=crop_size,
                             image_size=image_size)
     out["clip"] = clip
     out["video_frame_count"] = np.int32(total)
   return out
+
+
+def ntu_skeleton_features(seq: ntu_skeleton.SkeletonSequence, max_frames: int
+                          ) -> dict[str, np.ndarray]:
+  """`skeleton` (3, max_frames, 25, 2) and `frame_count` of a parsed NTU sequence (a file, or a
+  window of streamed frames)."""
+  # Legal in the file format, but a model would answer confidently from all-zero input.
+  if seq.num_frames == 0:
+    raise DataFormatError(seq.path, "the frame count is 0: no skeleton to read", line=1)
+  if not seq.body_counts.any():
+    raise DataFormatError(seq.path, f"no body in any of its {seq.num_frames} frames (NTU "
+                          "lists such samples as missing skeletons; leave them out)")
+  return {"skeleton": np.asarray(skeletons.preprocess_ntu_skeleton(seq, max_frames=max_frames),
+                                 np.float32),
+          "frame_count": np.int32(seq.num_frames)}
 
 
 def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: int,

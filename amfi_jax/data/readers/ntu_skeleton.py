@@ -79,6 +79,12 @@ def read_skeleton(path: str | os.PathLike) -> SkeletonSequence:
   with open(path, "rb") as f:
     # latin-1 never fails to decode, so stray bytes surface as a non-numeric field with a line.
     text = f.read().decode("latin-1")
+  return parse_skeleton(text, path)
+
+
+def parse_skeleton(text: str, path: str) -> SkeletonSequence:
+  """`read_skeleton` on the text of a `.skeleton` file; `path` names it in errors (the same
+  checks, e.g. for frames arriving one by one: `amfi_jax.streaming`)."""
   # Split on '\n' alone (str.splitlines would also break at '\x0b', '\x1c', ...), so that line
   # numbers are the ones an editor shows; the '\r' of CRLF files is whitespace to int() and
   # np.loadtxt.
