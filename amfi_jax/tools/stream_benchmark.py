@@ -2,12 +2,13 @@ r"""Real-time inference figures of exported models: a skeleton stream and fusion
 
   python -m amfi_jax.tools.stream_benchmark --skeleton_artifact=skeleton.jaxexport \
       --skeleton=S001C001P001R001A011.skeleton [--fusion_artifact=fusion.jaxexport] \
-      [--windows=20] [--window=90] [--stride=15] [--calls=20]
+      [--windows=20] [--window=90] [--stride=15] [--fps=0] [--calls=20]
 
 Prints one JSON object per line. `skeleton_stream`: the frames of `--skeleton` played in a loop
-as fast as they can be answered (`amfi_jax.streaming`, the path of `predict --stream`) for
-`--windows` windows after one warm-up: per-window latency p50 / p99 (parsing, preprocessing, the
-model), windows/s, and the smallest stride that keeps up with 30 fps. `fusion_clip`: per-call
+as fast as they can be answered, or in real time at `--fps` (`amfi_jax.streaming`, the path of
+`predict --stream`) for `--windows` windows after one warm-up: per-window latency p50 / p99
+(parsing, preprocessing, the model; at `--fps` also any backlog), windows/s, the smallest
+stride that keeps up with 30 fps (or `--fps`) and, at `--fps`, whether this stride does. `fusion_clip`: per-call
 latency of the fusion artifact at batch 1 on random inputs of its shapes (`serving.latency`).
 docs/deployment.md has the figures measured here.
 """
@@ -35,14 +36,14 @@ def looped_blocks(skeleton_file: str, num_frames: int) -> list[str]:
 
 
 def skeleton_stream(artifact: str, skeleton_file: str, *, windows: int, window: int,
-                    stride: int) -> dict:
+                    stride: int, fps: float = 0.0) -> dict:
   predictor = predict.stream_predictor(workdir=None, exported=artifact, top=5)
-  streaming.check_flags(window, stride, 0.0, predictor.max_frames)
+  streaming.check_flags(window, stride, fps, predictor.max_frames)
   predictor.warm_up()
   lines = looped_blocks(skeleton_file, window + (windows - 1) * stride)
-  frames = streaming.replay(lines, skeleton_file, fps=0.0, has_header=False)
+  frames = streaming.replay(lines, skeleton_file, fps=fps, has_header=False)
   _, out = streaming.run(frames, predictor, window=window, stride=stride, source=skeleton_file,
-                         fps=0.0)
+                         fps=fps)
   return {"what": "skeleton_stream", "artifact": artifact, "window": window, **out}
 
 
@@ -52,7 +53,8 @@ def main(argv: Sequence[str]) -> None:
   if args.windows < 1 or args.calls < 1:
     raise FlagError("--windows and --calls must be at least 1")
   print(json.dumps(skeleton_stream(args.skeleton_artifact, args.skeleton, windows=args.windows,
-                                   window=args.window, stride=args.stride)), flush=True)
+                                   window=args.window, stride=args.stride, fps=args.fps)),
+        flush=True)
   if args.fusion_artifact:
     model = serving.load(args.fusion_artifact)
     record = serving.latency(model, batch_size=1, calls=args.calls, warmup=2)
@@ -67,6 +69,8 @@ def _define_flags():
   flags.DEFINE_integer("windows", 20, "Windows to time after the warm-up.")
   flags.DEFINE_integer("window", streaming.DEFAULT_WINDOW, "Frames per window.")
   flags.DEFINE_integer("stride", streaming.DEFAULT_STRIDE, "Frames between windows.")
+  flags.DEFINE_float("fps", 0.0, "Frames per second of the replay; 0: as fast as answered "
+                     "(> 0: real time, so the latency includes any backlog).")
   flags.DEFINE_integer("calls", 20, "Fusion calls to time after two warm-up calls.")
   flags.mark_flags_as_required(["skeleton_artifact", "skeleton"])
 

@@ -221,3 +221,16 @@ def test_the_command_reads_frame_blocks_from_stdin(artifacts, skeleton_file):
   summary = json.loads(out[-1])
   assert summary["windows"] == expected and summary["frames"] == len(blocks)
   assert summary["latency_p99_ms"] >= summary["latency_p50_ms"] > 0
+
+
+def test_the_benchmark_loops_the_file_for_the_windows_it_times(artifacts, skeleton_file):
+  from amfi_jax.tools import stream_benchmark
+
+  blocks = _blocks(skeleton_file)
+  lines = stream_benchmark.looped_blocks(skeleton_file, 2 * len(blocks) + 1)
+  assert lines == [line for b in (*blocks, *blocks, blocks[0]) for line in b]
+  record = stream_benchmark.skeleton_stream(artifacts["skeleton"], skeleton_file, windows=4,
+                                            window=8, stride=3)
+  assert record["what"] == "skeleton_stream"
+  assert record["windows"] == 4 and record["frames"] == 8 + 3 * 3
+  assert record["min_stride_to_keep_up"] >= 1 and record["windows_per_s"] > 0
