@@ -45,7 +45,7 @@ from amfi_jax.data.builders import pose_pickle_builder
 from amfi_jax.data.preprocessing import samples
 from amfi_jax.data.readers import ntu, pose_pickle
 from amfi_jax.errors import FlagError, MissingFileError, UserError
-from amfi_jax.evaluation.metrics import softmax
+from amfi_jax.evaluation.metrics import ranking
 from amfi_jax.monitoring import logs
 from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.training import setup as stage_setup
@@ -102,13 +102,6 @@ def check_reads_ntu(rgb_modality: str, source: str) -> None:
   if rgb_modality != "rgb":
     raise FlagError(f"predict reads NTU samples (skeleton + RGB video); {source} trained on "
                     f"{rgb_modality!r}")
-
-
-def ranking(logits: np.ndarray, class_names) -> list[tuple[str, float]]:
-  """One sample's logits → [(class name, probability)], most probable first."""
-  probs = softmax(np.asarray(logits)[None])[0]
-  order = np.argsort(-probs, kind="stable")
-  return [(class_names[i], float(probs[i])) for i in order]
 
 
 def rank_one(run: workdir_lib.RunDir, config, stage_name: str, inputs: dict[str, np.ndarray],

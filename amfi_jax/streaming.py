@@ -212,9 +212,7 @@ class Predictor:
     return np.asarray(self._logits(self.inputs(sequence)))[0]
 
   def ranked(self, logits: np.ndarray) -> list[tuple[str, float]]:
-    p = metrics.softmax(np.asarray(logits)[None])[0]
-    order = np.argsort(-p, kind="stable")[:self.top]
-    return [(self.class_names[i], float(p[i])) for i in order]
+    return metrics.ranking(logits, self.class_names)[:self.top]
 
 
 def stream(frames: Iterable[Frame], predictor: Predictor, *, window: int, stride: int,

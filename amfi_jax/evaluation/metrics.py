@@ -127,6 +127,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
   return np.exp(log_softmax(logits)).astype(np.float32)
 
 
+def ranking(logits: np.ndarray, class_names) -> list[tuple[str, float]]:
+  """One sample's logits → [(class name, probability)], most probable first."""
+  probs = softmax(np.asarray(logits)[None])[0]
+  order = np.argsort(-probs, kind="stable")
+  return [(class_names[i], float(probs[i])) for i in order]
+
+
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
   """(N,) float64 per-sample cross entropy -log softmax(logits)[label]."""
   logits, labels = _check_logits_labels(logits, labels)

@@ -50,6 +50,19 @@ def tfds_code_path():
   return code_path
 
 
+def apply_error_policy(config, metadata: dict, errors: Sequence[tuple[str, str, str]], *,
+                       reason_names_sample: bool = False) -> None:
+  """(sample, path, reason) triples under the build's error policy: 'raise' stops at the first,
+  'skip' records them all in `metadata`. `reason_names_sample`: the reasons already say which
+  sample (the pose-pickle reader's do), so the error does not repeat it."""
+  if error_policy(config) == "raise":
+    name, path, reason = errors[0]
+    where = "" if reason_names_sample else f"sample {name}: "
+    raise DataFormatError(path, f"{where}{reason} (error_policy='raise'; build with "
+                          "--error_policy=skip to drop malformed samples and record them)")
+  record_skips(metadata, errors)
+
+
 def record_skips(metadata: dict, errors: Sequence[tuple[str, str, str]]) -> None:
   for name, path, reason in errors:
     metadata["skipped"].append({"sample": name, "path": path, "reason": reason})

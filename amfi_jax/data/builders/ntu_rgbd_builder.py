@@ -330,13 +330,7 @@ class NtuRgbd(tfds.core.GeneratorBasedBuilder):
       common.print_skip_summary(f"ntu_rgbd/{config.name}", self.info.metadata)
 
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
-    """Applies the error policy to (sample, path, reason) triples."""
-    config: NtuRgbdConfig = self.builder_config
-    if common.error_policy(config) == "raise":
-      name, path, reason = errors[0]
-      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; build "
-                            "with --error_policy=skip to drop malformed samples and record them)")
-    common.record_skips(self.info.metadata, errors)
+    common.apply_error_policy(self.builder_config, self.info.metadata, errors)
 
 
 def _last(by_split: dict[str, list]) -> str | None:

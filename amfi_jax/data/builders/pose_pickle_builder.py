@@ -188,13 +188,7 @@ class PosePickle(tfds.core.GeneratorBasedBuilder):
     common.log(f"[pose_pickle/{config.name}] split {split}: wrote {len(names)} samples.")
 
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
-    """Applies the error policy to (sample, path, reason) triples."""
-    config: PosePickleConfig = self.builder_config
-    if common.error_policy(config) == "raise":
-      _, path, reason = errors[0]
-      raise DataFormatError(path, f"{reason} (error_policy='raise'; build with "
-                            "--error_policy=skip to drop malformed samples and record them)")
-    common.record_skips(self.info.metadata, errors)
+    common.apply_error_policy(self.builder_config, self.info.metadata, errors, reason_names_sample=True)
 
 
 def plan_splits(poses: pose_pickle.PosePickle, config: PosePickleConfig) -> dict[str, list[str]]:

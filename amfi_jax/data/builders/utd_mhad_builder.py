@@ -204,12 +204,7 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
       common.print_skip_summary(f"utd_mhad/{config.name}", self.info.metadata)
 
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
-    config: UtdMhadConfig = self.builder_config
-    if common.error_policy(config) == "raise":
-      name, path, reason = errors[0]
-      raise DataFormatError(path, f"sample {name}: {reason} (error_policy='raise'; build "
-                            "with --error_policy=skip to drop malformed samples and record them)")
-    common.record_skips(self.info.metadata, errors)
+    common.apply_error_policy(self.builder_config, self.info.metadata, errors)
 
 
 def scan_manual_dir(manual_dir: str | os.PathLike) -> dict[str, dict[str, Path]]:
