@@ -1,0 +1,32 @@
+"""Suite-wide: one persistent XLA compilation cache shared by every test and subprocess of a run.
+
+Most of the suite's time is compilation, and many tests compile the same tiny programs: a
+training run in a subprocess and its resumption after SIGKILL, the one- and two-process runs of
+the same config, the same tiny models built by several tests. JAX reads its cache settings from
+the environment when it is imported, so setting them here (before any test module imports jax)
+reaches this process and every subprocess a test starts with `dict(os.environ, ...)`. The cache
+lives in a fresh directory per run, removed at the end, so a run on a clean clone measures what
+CI measures; set JAX_COMPILATION_CACHE_DIR yourself to keep one across runs (JAX keys its entries
+by program, jax/XLA version, flags and devices, so a kept cache never serves a stale program).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _OWN_CACHE = tempfile.mkdtemp(prefix="amfi_jax_test_xla_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+  # Cache every program, however small or quick to compile: the per-operation programs of eager
+  # model builds are the ones each subprocess would otherwise compile again.
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  if _OWN_CACHE is not None:
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
