@@ -1,12 +1,13 @@
-"""Suite-wide: one persistent XLA compilation cache shared by every test and subprocess of a run.
+"""Suite-wide: one persistent XLA compilation cache for every test, worker and subprocess of a run.
 
 Most of the suite's time is compilation, and many tests compile the same tiny programs: a
 training run in a subprocess and its resumption after SIGKILL, the one- and two-process runs of
 the same config, the same tiny models built by several tests. JAX reads its cache settings from
 the environment when it is imported, so setting them here (before any test module imports jax)
-reaches this process and every subprocess a test starts with `dict(os.environ, ...)`. The cache
-lives in a fresh directory per run, removed at the end, so a run on a clean clone measures what
-CI measures; set JAX_COMPILATION_CACHE_DIR yourself to keep one across runs (JAX keys its entries
+reaches this process, the pytest-xdist workers `make test` starts (they inherit the
+environment) and every subprocess a test starts with `dict(os.environ, ...)`. The cache lives in
+a fresh directory per run, removed at the end, so a run on a clean clone measures what CI
+measures; set JAX_COMPILATION_CACHE_DIR yourself to keep one across runs (JAX keys its entries
 by program, jax/XLA version, flags and devices, so a kept cache never serves a stale program).
 """
 
