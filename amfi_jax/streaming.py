@@ -78,6 +78,13 @@ def frame_blocks(lines: Iterable[str], source: str, *, has_header: bool
                  ) -> Iterator[list[str]]:
   """The line blocks of successive frames; a `.skeleton` file's frame-count line is skipped
   (`has_header`), and the stream may end only between frames."""
+  for _, block in _numbered_frame_blocks(lines, source, has_header=has_header):
+    yield block
+
+
+def _numbered_frame_blocks(lines: Iterable[str], source: str, *, has_header: bool
+                           ) -> Iterator[tuple[int, list[str]]]:
+  """`frame_blocks` with the stream's line number of each block's first line."""
   lines = iter(lines)
   line_number = 0
 
@@ -118,6 +125,7 @@ def frame_blocks(lines: Iterable[str], source: str, *, has_header: bool
     if not 0 <= count <= ntu_skeleton.MAX_BODIES_PER_FRAME:
       raise DataFormatError(source, f"expected a body count 0-{ntu_skeleton.MAX_BODIES_PER_FRAME}"
                             f", got {count}", line=line_number)
+    first_line = line_number
     block = [count_line]
     for _ in range(count * _LINES_PER_BODY):
       line = next_line()
@@ -126,13 +134,21 @@ def frame_blocks(lines: Iterable[str], source: str, *, has_header: bool
                               line=line_number + 1)
       block.append(line)
     frames += 1
-    yield block
+    yield first_line, block
 
 
-def parse_frame(block: list[str], source: str, index: int) -> ntu_skeleton.SkeletonSequence:
-  """One frame block as a one-frame sequence, with the `.skeleton` reader's checks."""
-  return ntu_skeleton.parse_skeleton("1\n" + "".join(_with_newline(l) for l in block),
-                                     f"{source} (frame {index + 1}; line 1 = its frame count)")
+def parse_frame(block: list[str], source: str, index: int, first_line: int
+                ) -> ntu_skeleton.SkeletonSequence:
+  """One frame block as a one-frame sequence, with the `.skeleton` reader's checks; an error
+  names the frame and the stream's own line (`first_line` = the block's first line)."""
+  text = "1\n" + "".join(_with_newline(l) for l in block)
+  try:
+    return ntu_skeleton.parse_skeleton(text, f"{source} (frame {index + 1})")
+  except DataFormatError as e:
+    # The reader counts the one-frame text's lines: its line 1 is the frame count put in front,
+    # its line 2 the block's first line.
+    line = None if e.line is None or e.line < 2 else first_line + e.line - 2
+    raise DataFormatError(e.path, e.message, line=line) from None
 
 
 def _with_newline(line: str) -> str:
@@ -162,8 +178,9 @@ def replay(lines: Iterable[str], source: str, *, fps: float, has_header: bool,
   back in real time), otherwise when it has been read (a live producer, or as fast as possible).
   """
   start = clock()
-  for index, block in enumerate(frame_blocks(lines, source, has_header=has_header)):
-    sequence = parse_frame(block, source, index)
+  numbered = _numbered_frame_blocks(lines, source, has_header=has_header)
+  for index, (first_line, block) in enumerate(numbered):
+    sequence = parse_frame(block, source, index, first_line)
     if fps > 0:
       due = start + index / fps
       wait = due - clock()

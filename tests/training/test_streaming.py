@@ -179,11 +179,14 @@ def test_malformed_streams_name_the_frame_and_line(skeleton_file, tmp_path):
     list(streaming.replay(["hello\n", *lines], "stdin", fps=0.0, has_header=False))
   with pytest.raises(DataFormatError, match=r"stdin:1: expected a body count 0-6, got 9"):
     list(streaming.replay(["9\n", *lines], "stdin", fps=0.0, has_header=False))
-  # A joint line with a letter in it: the `.skeleton` reader's own check, naming the frame.
+  # A joint line with a letter in it: the `.skeleton` reader's own check, naming the frame and
+  # the stream's line (0-based index len(blocks[0]) + 3); in a file, the header counts too.
   bad = list(lines)
   bad[len(blocks[0]) + 3] = "0.1 x 0.3\n"
-  with pytest.raises(DataFormatError, match=r"stdin \(frame 2; line 1 = its frame count\):5: "):
+  with pytest.raises(DataFormatError, match=rf"stdin \(frame 2\):{len(blocks[0]) + 4}: "):
     list(streaming.replay(bad, "stdin", fps=0.0, has_header=False))
+  with pytest.raises(DataFormatError, match=rf"f.skeleton \(frame 2\):{len(blocks[0]) + 5}: "):
+    list(streaming.replay(["3\n", *bad], "f.skeleton", fps=0.0, has_header=True))
   # A file whose frame count disagrees with its frames.
   with pytest.raises(DataFormatError, match="declares 5 frames on line 1 but holds 3"):
     list(streaming.replay(["5\n", *lines], "f.skeleton", fps=0.0, has_header=True))
