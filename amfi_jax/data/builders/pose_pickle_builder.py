@@ -188,7 +188,8 @@ class PosePickle(tfds.core.GeneratorBasedBuilder):
     common.log(f"[pose_pickle/{config.name}] split {split}: wrote {len(names)} samples.")
 
   def _handle_errors(self, errors: Sequence[tuple[str, str, str]]) -> None:
-    common.apply_error_policy(self.builder_config, self.info.metadata, errors, reason_names_sample=True)
+    common.apply_error_policy(self.builder_config, self.info.metadata, errors,
+                              reason_names_sample=True)
 
 
 def plan_splits(poses: pose_pickle.PosePickle, config: PosePickleConfig) -> dict[str, list[str]]:
