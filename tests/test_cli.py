@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.conftest import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -45,7 +47,7 @@ def _assert_user_error(proc, *named):
 ])
 def test_main_reports_config_errors_before_any_work(tmp_path, flags, named):
   workdir = tmp_path / "run"
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  env = {"XLA_FLAGS": xla_flags(2)}
   proc = _run("amfi_jax.main", f"--workdir={workdir}", *flags, env_extra=env)
   _assert_user_error(proc, *named)
   assert not workdir.exists()  # nothing generated, nothing written

@@ -11,6 +11,8 @@ import pytest
 
 from amfi_jax import configlib, parallel
 
+from tests.conftest import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # One train step of the demo skeleton stream on a 4×2 mesh of 8 CPU devices, under the default
@@ -51,7 +53,7 @@ print("RESULT" + json.dumps(out))
 
 
 def test_channel_rule_constrains_activations_and_keeps_the_loss():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+  env = dict(os.environ, XLA_FLAGS=xla_flags(8),
              JAX_PLATFORMS="cpu")
   done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=600)
@@ -116,7 +118,7 @@ print("RESULT" + json.dumps({"same": same, "leaves": len(leaves),
 def test_initial_state_is_the_same_for_every_mesh():
   """The CPU init program (compiled unoptimised, `state.CPU_INIT_COMPILER_OPTIONS`) draws the
   same parameters whatever the devices and the sharding."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+  env = dict(os.environ, XLA_FLAGS=xla_flags(8),
              JAX_PLATFORMS="cpu")
   done = subprocess.run([sys.executable, "-c", INIT_SCRIPT], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=600)

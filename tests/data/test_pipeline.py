@@ -21,6 +21,8 @@ from amfi_jax.data import pipeline
 from amfi_jax.data.preprocessing import skeletons
 from amfi_jax.models import graphs
 
+from tests.conftest import xla_flags
+
 REPO = Path(__file__).resolve().parents[2]
 K, S, T, V, M = 4, 8, 10, 25, 2
 
@@ -187,7 +189,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 
 
 def test_global_batch_sharded_over_8_fake_devices():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+  env = dict(os.environ, XLA_FLAGS=xla_flags(8),
              JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
