@@ -64,17 +64,24 @@ def cli_overrides(dataset_dir: str, stage: str, *, steps: int, batch_size: int =
           f"{t}.eval_batch_size={batch_size}", f"{t}.eval_every_epochs={eval_every_epochs}"]
 
 
+def tiny_run_config(dataset_dir: str):
+  """The config `tiny_trained_run` trained: all three stages of the fusion demo config, two steps
+  each, with two AGCN units instead of the demo's four, still ending at the RGB stream's 64
+  channels (the fusion head needs equal widths): fewer units, less to compile."""
+  config = tiny_config("fusion", dataset_dir, steps=2)
+  config.model.skeleton.layers = "256,512/2"
+  return config
+
+
 @pytest.fixture(scope="session")
 def tiny_trained_run(tiny_dataset, tmp_path_factory) -> str:
-  """A workdir with all three stages of a tiny model trained for two steps (export and batch
-  prediction read it; nothing may write to it)."""
+  """A workdir with all three stages of `tiny_run_config` trained (the training loop's tests
+  read a copy of it; export and batch and streaming prediction read it; nothing may write to
+  it)."""
   from amfi_jax.models import conv
   from amfi_jax.training import loop
 
-  config = tiny_config("fusion", tiny_dataset, steps=2)
-  # Two AGCN units instead of the demo's four, still ending at the RGB stream's 64 channels
-  # (the fusion head needs equal widths): fewer units, less to compile.
-  config.model.skeleton.layers = "256,512/2"
+  config = tiny_run_config(tiny_dataset)
   workdir = str(tmp_path_factory.mktemp("tiny_trained_run"))
   # The native convolution trains these tiny models in a fraction of the CPU rewrite's time;
   # evaluation and the tests' reference logits use the default (the rewrite).

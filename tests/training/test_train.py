@@ -15,15 +15,16 @@ from amfi_jax.evaluation import reports
 from amfi_jax.training import loop
 from amfi_jax.workdir import ConfigChangedError, RunDir
 
-from tests.training.conftest import tiny_config
+from tests.training.conftest import tiny_config, tiny_run_config
 
 
 @pytest.fixture(scope="module")
-def trained_workdir(tiny_dataset, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("run"))
-  config = tiny_config("fusion", tiny_dataset, steps=2)
-  results = loop.train_and_evaluate(config, workdir)
-  return workdir, results
+def trained_workdir(tiny_trained_run, tmp_path_factory):
+  """A copy of the session's tiny run that these tests may re-run and extend, and its results."""
+  workdir = str(tmp_path_factory.mktemp("run") / "run")
+  shutil.copytree(tiny_trained_run, workdir)
+  with open(os.path.join(workdir, "results.json")) as f:
+    return workdir, json.load(f)
 
 
 def test_every_stage_trains_and_reports(trained_workdir):
@@ -56,7 +57,7 @@ def test_every_stage_trains_and_reports(trained_workdir):
 def test_finished_stages_are_skipped(trained_workdir, tiny_dataset):
   workdir, results = trained_workdir
   before = os.path.getmtime(os.path.join(workdir, "fusion", "result.json"))
-  again = loop.train_and_evaluate(tiny_config("fusion", tiny_dataset, steps=2), workdir)
+  again = loop.train_and_evaluate(tiny_run_config(tiny_dataset), workdir)
   assert again == json.loads(json.dumps(results))
   assert os.path.getmtime(os.path.join(workdir, "fusion", "result.json")) == before
 
@@ -75,7 +76,7 @@ def test_rerun_with_another_model_is_refused_and_leaves_the_workdir_intact(train
                                                                            tiny_dataset):
   workdir, _ = trained_workdir
   before = _snapshot(workdir)
-  config = tiny_config("fusion", tiny_dataset, steps=2)
+  config = tiny_run_config(tiny_dataset)
   config.model.skeleton.width_multiplier = 0.5
   config.train.rgb.learning_rate = 0.05
   with pytest.raises(ConfigChangedError) as info:
@@ -89,7 +90,7 @@ def test_rerun_with_another_model_is_refused_and_leaves_the_workdir_intact(train
 
 def test_rerun_with_safe_changes_only_goes_on(trained_workdir, tiny_dataset):
   workdir, results = trained_workdir
-  config = tiny_config("fusion", tiny_dataset, steps=2)
+  config = tiny_run_config(tiny_dataset)
   config.train.log_every_steps = 5
   config.data.num_threads = 2
   assert loop.train_and_evaluate(config, workdir) == json.loads(json.dumps(results))
