@@ -10,11 +10,13 @@ from amfi_jax.evaluation import reports
 from amfi_jax.training import loop
 from amfi_jax.workdir import RunDir
 
-from tests.training.conftest import tiny_config
+from tests.training.conftest import tiny_run_config
 
 
 def _fusion_only(tiny_dataset, streams: RunDir, cache: bool):
-  config = tiny_config("fusion", tiny_dataset, steps=4)
+  """The fusion stage alone, 4 steps, on the trained streams of `streams`."""
+  config = tiny_run_config(tiny_dataset)
+  config.train.fusion.num_steps = 4
   config.stages = ("fusion",)
   config.init_from.rgb = streams.stage("rgb").best_stream
   config.init_from.skeleton = streams.stage("skeleton").best_stream
@@ -24,11 +26,8 @@ def _fusion_only(tiny_dataset, streams: RunDir, cache: bool):
   return config
 
 
-def test_cached_and_uncached_fusion_agree(tiny_dataset, tmp_path):
-  streams = RunDir(tmp_path / "streams")
-  config = tiny_config("fusion", tiny_dataset, steps=2)
-  config.stages = ("rgb", "skeleton")
-  loop.train_and_evaluate(config, streams.path)
+def test_cached_and_uncached_fusion_agree(tiny_dataset, tiny_trained_run, tmp_path):
+  streams = RunDir(tiny_trained_run)  # read only: the fusion runs load its streams
   results, scores = {}, {}
   for cache in (False, True):
     run = RunDir(tmp_path / f"fusion_cache_{cache}")
