@@ -112,6 +112,8 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
                     description="Skeleton and 8-frame 48x48 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k16_s48", clip_length=16, image_size=48,
                     description="Skeleton and 16-frame 48x48 depth clips."),
+      UtdMhadConfig(name="skeleton_depth_k8_s64", clip_length=8, image_size=64,
+                    description="Skeleton and 8-frame 64x64 depth clips."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "skeleton_depth"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
