@@ -29,11 +29,13 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 _BASE_XLA_FLAGS = os.environ["XLA_FLAGS"]
 
 
-def xla_flags(devices: int | None = None) -> str:
-  """XLA_FLAGS for a subprocess: the suite's flags, with `devices` fake CPU devices if given."""
-  if devices is None:
-    return _BASE_XLA_FLAGS
-  return f"{_BASE_XLA_FLAGS} --xla_force_host_platform_device_count={devices}"
+def cpu_env(devices: int | None = None, **extra: str) -> dict[str, str]:
+  """The environment for a subprocess a test starts: this one's (the compilation cache and the
+  flag above included), on CPU, with `devices` fake CPU devices if given, and `extra` on top."""
+  xla = _BASE_XLA_FLAGS
+  if devices is not None:
+    xla += f" --xla_force_host_platform_device_count={devices}"
+  return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla, **extra)
 
 _OWN_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from tests.conftest import xla_flags
+from tests.conftest import cpu_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(*args, env_extra=None):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env_extra or {})}
+def _run(*args, devices=None, env_extra=None):
+  env = cpu_env(devices, **(env_extra or {}))
   env.pop("AMFI_JAX_VERBOSE", None) if not env_extra else None
   return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=120)
@@ -47,8 +47,7 @@ def _assert_user_error(proc, *named):
 ])
 def test_main_reports_config_errors_before_any_work(tmp_path, flags, named):
   workdir = tmp_path / "run"
-  env = {"XLA_FLAGS": xla_flags(2)}
-  proc = _run("amfi_jax.main", f"--workdir={workdir}", *flags, env_extra=env)
+  proc = _run("amfi_jax.main", f"--workdir={workdir}", *flags, devices=2)
   _assert_user_error(proc, *named)
   assert not workdir.exists()  # nothing generated, nothing written
 

@@ -16,6 +16,8 @@ import yaml
 
 from amfi_jax import distributed
 
+from tests.conftest import cpu_env
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(REPO, "launch")
 MAIN_FLAGS = ["--config=configs/fusion.py", "--workdir=/shared/my run"]
@@ -86,7 +88,7 @@ def test_a_missing_peer_fails_fast_with_a_clear_message():
       """)
   start = time.time()
   proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                        timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+                        timeout=120, env=cpu_env())
   assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
   assert "the coordinator 127.0.0.1:1 (process 0) did not answer within 3 s" in (
       proc.stdout)
@@ -210,7 +212,7 @@ def test_a_coordinator_whose_peers_never_come_says_so():
       """)
   start = time.time()
   proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                        timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+                        timeout=120, env=cpu_env())
   assert proc.returncode != 0
   assert ("error: not all 2 processes connected (coordinator 127.0.0.1:" in proc.stderr
           and "within --distributed_timeout=2 s; this is process 0" in proc.stderr), (
@@ -239,7 +241,7 @@ def test_barrier_waits_longer_than_device_collectives_would():
       distributed.barrier("late process 0")
       print("through", pid)
       """)
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = cpu_env()
   procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for i in range(2)]

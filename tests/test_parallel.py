@@ -11,7 +11,7 @@ import pytest
 
 from amfi_jax import configlib, parallel
 
-from tests.conftest import xla_flags
+from tests.conftest import cpu_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,8 +53,7 @@ print("RESULT" + json.dumps(out))
 
 
 def test_channel_rule_constrains_activations_and_keeps_the_loss():
-  env = dict(os.environ, XLA_FLAGS=xla_flags(8),
-             JAX_PLATFORMS="cpu")
+  env = cpu_env(8)
   done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -118,8 +117,7 @@ print("RESULT" + json.dumps({"same": same, "leaves": len(leaves),
 def test_initial_state_is_the_same_for_every_mesh():
   """The CPU init program (compiled unoptimised, `state.CPU_INIT_COMPILER_OPTIONS`) draws the
   same parameters whatever the devices and the sharding."""
-  env = dict(os.environ, XLA_FLAGS=xla_flags(8),
-             JAX_PLATFORMS="cpu")
+  env = cpu_env(8)
   done = subprocess.run([sys.executable, "-c", INIT_SCRIPT], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]

@@ -8,7 +8,6 @@ ArrayRecord build to check that the TFDS side plugs in.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,7 @@ from amfi_jax.data import pipeline
 from amfi_jax.data.preprocessing import skeletons
 from amfi_jax.models import graphs
 
-from tests.conftest import xla_flags
+from tests.conftest import cpu_env
 
 REPO = Path(__file__).resolve().parents[2]
 K, S, T, V, M = 4, 8, 10, 25, 2
@@ -189,8 +188,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 
 
 def test_global_batch_sharded_over_8_fake_devices():
-  env = dict(os.environ, XLA_FLAGS=xla_flags(8),
-             JAX_PLATFORMS="cpu")
+  env = cpu_env(8)
   result = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -22,7 +22,7 @@ from amfi_jax.tools import benchmark, hardware, profiling
 from amfi_jax.data import datasets
 from amfi_jax.workdir import RunDir
 from amfi_jax.models import conv as conv_lib
-from tests.conftest import xla_flags
+from tests.conftest import cpu_env
 from tests.training.conftest import REPO, load_config
 
 # 2 classes × performers 1 (train), 9 (validation), 3 (test) × 3 cameras: 6 samples per split.
@@ -51,8 +51,7 @@ def cli_flags(workdir: str) -> list[str]:
 
 
 def run_cli(args: list[str], devices: int = 1) -> subprocess.CompletedProcess:
-  env = dict(os.environ, XLA_FLAGS=xla_flags(devices),
-             JAX_PLATFORMS="cpu")
+  env = cpu_env(devices)
   return subprocess.run([sys.executable, "-m", "amfi_jax.tools.benchmark", *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
 

@@ -18,6 +18,7 @@ from amfi_jax import predict
 from amfi_jax.errors import FlagError
 from amfi_jax.workdir import RunDir
 
+from tests.conftest import cpu_env
 from tests.training.conftest import REPO
 
 # Performer 3: test samples of the tiny dataset. The first has its video beside it.
@@ -100,7 +101,7 @@ def test_error_policy_raise_stops_at_the_unreadable_sample(trained, raw_folder, 
   proc = subprocess.run(
       [sys.executable, "-m", "amfi_jax.predict", f"--workdir={trained}",
        f"--inputs={raw_folder}", f"--output={output}", "--error_policy=raise"],
-      cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True,
+      cwd=REPO, env=cpu_env(), capture_output=True, text=True,
       timeout=120)
   assert proc.returncode == 2, proc.stderr
   assert "Traceback" not in proc.stderr, proc.stderr

@@ -17,6 +17,7 @@ from amfi_jax.errors import FlagError, MissingFileError
 from amfi_jax.training import setup as stage_setup
 from amfi_jax.workdir import RunDir
 
+from tests.conftest import cpu_env
 from tests.training.conftest import REPO
 STAGES = ("rgb", "skeleton", "fusion")
 BATCH_SIZES = (1, 3)
@@ -105,7 +106,7 @@ def test_loader_runs_without_the_training_libraries(exported, tmp_path):
   code = SERVE_WITHOUT_TRAINING_LIBRARIES.format(blocked=TRAINING_LIBRARIES)
   proc = subprocess.run(
       [sys.executable, "-c", code, path, str(tmp_path / "inputs.npz"), str(tmp_path / "out.npy")],
-      cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True,
+      cwd=REPO, env=cpu_env(), capture_output=True, text=True,
       timeout=120)
   assert proc.returncode == 0, proc.stderr
   assert "loaded: ['amfi_jax.serving']" in proc.stdout, proc.stdout
@@ -144,7 +145,7 @@ def test_existing_output_is_kept_unless_overwrite(exported, trained, tmp_path):
   # The command line reports it as a user error, before reading any weight.
   proc = subprocess.run(
       [sys.executable, "-m", "amfi_jax.export", f"--workdir={trained}", "--stage=skeleton",
-       f"--output={output}"], cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+       f"--output={output}"], cwd=REPO, env=cpu_env(),
       capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2, proc.stderr
   assert "Error: --output=" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -17,7 +17,7 @@ import pytest
 
 from amfi_jax.models import build_model
 from amfi_jax.weights import save_stream
-from tests.conftest import xla_flags
+from tests.conftest import cpu_env
 from tests.training.conftest import REPO, cli_overrides, tiny_config
 from tests.training.test_resume_and_devices import _finish, _train_losses, _wait_for_checkpoint
 
@@ -31,9 +31,7 @@ def _free_port() -> int:
 
 
 def _env():
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHON=sys.executable)
-  env["XLA_FLAGS"] = xla_flags()  # no device count: devices come from --cpu_devices
-  return env
+  return cpu_env(PYTHON=sys.executable)  # no device count: devices come from --cpu_devices
 
 
 def _popen(cmd):

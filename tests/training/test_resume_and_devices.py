@@ -16,15 +16,14 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import xla_flags
+from tests.conftest import cpu_env
 from tests.training.conftest import REPO, cli_overrides
 
 STAGE = "skeleton"
 
 
 def _main(workdir, dataset, *, steps, batch_size=8, devices=1, stage=STAGE, extra=()):
-  env = dict(os.environ, XLA_FLAGS=xla_flags(devices),
-             JAX_PLATFORMS="cpu")
+  env = cpu_env(devices)
   cmd = [sys.executable, "-m", "amfi_jax.main", f"--config=configs/{stage}.py:demo",
          f"--workdir={workdir}", *cli_overrides(dataset, stage, steps=steps,
                                                 batch_size=batch_size), *extra]
@@ -105,8 +104,7 @@ def _demo_run(workdir, dataset, config):
   flags = []
   for name in stages:
     flags += cli_overrides(dataset, name, steps=24 if name == stages[-1] else 4)
-  env = dict(os.environ, XLA_FLAGS=xla_flags(1),
-             JAX_PLATFORMS="cpu")
+  env = cpu_env(1)
   return subprocess.Popen(
       [sys.executable, "-m", "amfi_jax.main", f"--config=configs/{config}.py:demo",
        f"--workdir={workdir}", *dict.fromkeys(flags)], cwd=REPO, env=env,
@@ -237,8 +235,7 @@ print("RESULT" + json.dumps(out))
 
 def test_checkpoint_saved_on_eight_devices_restores_on_four_two_and_one(eight_devices):
   """Saved on 8 devices; restored on 8, 4×2 (parameters split over `model`), 4, 2 and 1."""
-  env = dict(os.environ, XLA_FLAGS=xla_flags(8),
-             JAX_PLATFORMS="cpu")
+  env = cpu_env(8)
   proc = subprocess.run([sys.executable, "-c", RESTORE_SCRIPT, eight_devices], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-4000:]

@@ -18,6 +18,7 @@ from amfi_jax import predict, streaming
 from amfi_jax.data.errors import DataFormatError
 from amfi_jax.errors import FlagError
 
+from tests.conftest import cpu_env
 from tests.training.conftest import REPO
 
 # A test sample of the tiny dataset (performer 3) with one body.
@@ -215,7 +216,7 @@ def test_the_command_reads_frame_blocks_from_stdin(artifacts, skeleton_file):
       [sys.executable, "-m", "amfi_jax.predict", "--stream", f"--exported={artifacts['skeleton']}",
        "--skeleton=-", "--window=16", "--stride=8", "--top=2"],
       input="".join(line for b in blocks for line in b), cwd=REPO,
-      env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=120)
+      env=cpu_env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr
   out = proc.stdout.strip().splitlines()
   windows = [line for line in out if line.startswith("window ")]
