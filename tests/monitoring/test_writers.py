@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import struct
+import subprocess
+import sys
 
 import ml_collections
 import numpy as np
@@ -76,6 +79,18 @@ def test_metric_writer_appends_on_resume(tmp_path):
   assert [r["step"] for r in rows] == [1, 2]
   with pytest.raises(RuntimeError, match="closed"):
     writer.write_scalars(3, {"loss": 3.0})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_enabled_writer_does_not_import_torch(tmp_path):
+  """tensorboardX would import torch when it is installed (seconds of start-up per process);
+  the writer keeps it out, and torch still imports normally afterwards."""
+  code = ("import sys; from amfi_jax.monitoring import MetricWriter; "
+          f"w = MetricWriter({str(tmp_path)!r}, enabled=True); w.write_scalars(1, {{'loss': 1.0}}); "
+          "w.close(); print('torch' in sys.modules); import torch; print(torch.ones(1).item())")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.split() == ["False", "1.0"]
+  assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
 
 
 def test_disabled_metric_writer_creates_nothing(tmp_path):
