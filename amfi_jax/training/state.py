@@ -53,14 +53,20 @@ def state_layout(build_model: Callable[[], nnx.Module], stage: Stage,
                  tx: optax.GradientTransformation, mesh: Mesh,
                  rules: parallel.Rules = parallel.rules_from(parallel.DEFAULT_RULES)
                  ) -> StateLayout:
-  """Abstract state via `eval_shape` and its shardings from the variables' logical axes."""
+  """Abstract state and its shardings from the variables' logical axes.
+
+  The model is built once, abstractly (`nnx.eval_shape`); the rest of the state follows from
+  its parameters without building it again (tracing a model build costs seconds here)."""
   abstract_model = nnx.eval_shape(build_model)
   graphdef, params, frozen = _split(abstract_model, stage)
   if not jax.tree.leaves(params):
     raise ValueError(f"Stage {stage.name!r} has no trainable parameters")
   param_sh = parallel.variable_shardings(params, mesh, rules)
   frozen_sh = parallel.variable_shardings(frozen, mesh, rules)
-  abstract = jax.eval_shape(lambda: _init(build_model, stage, tx, 0))
+  params, frozen = nnx.to_pure_dict(params), nnx.to_pure_dict(frozen)
+  abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params, frozen=frozen,
+                        opt_state=jax.eval_shape(tx.init, params),
+                        rng=jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))))
   opt_sh = optax.tree_map_params(tx, lambda _, sh: sh, abstract.opt_state, param_sh,
                                  transform_non_params=lambda _: parallel.replicated(mesh))
   rep = parallel.replicated(mesh)
