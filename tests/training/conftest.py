@@ -1,4 +1,4 @@
-"""A tiny generated NTU-format dataset, built once per session, and configs that train on it."""
+"""A tiny generated NTU-format dataset, built once per test run, and configs that train on it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from amfi_jax import configlib
 from amfi_jax.data import datasets
 from amfi_jax.workdir import RunDir
+from tests.conftest import build_once
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,17 +26,19 @@ def load_config(name: str, variant: str | None = "demo"):
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> str:
   """Directory of a prepared dataset: 4 classes, performers 1 2 (train) 9 (validation) 3 (test),
-  3 cameras, 1 replication: 24 / 12 / 12 samples, 8-frame 32×32 clips, 32-frame skeletons."""
-  config = configlib.base_config(("rgb",))
-  e = config.data.embedded
-  e.num_classes = 4
-  e.performers = (1, 2, 3, 9)
-  e.replications = (1,)
-  e.max_frames = 32
-  workdir = str(tmp_path_factory.mktemp("tiny_data"))
-  dataset = datasets.prepare(config.data, RunDir(workdir).data)
+  3 cameras, 1 replication: 24 / 12 / 12 samples, 8-frame 32×32 clips, 32-frame skeletons.
+  Built once per test run (`build_once`)."""
+  def build(workdir: str) -> None:
+    config = configlib.base_config(("rgb",))
+    e = config.data.embedded
+    e.num_classes = 4
+    e.performers = (1, 2, 3, 9)
+    e.replications = (1,)
+    e.max_frames = 32
+    assert datasets.prepare(config.data, RunDir(workdir).data).num_classes == 4
+
+  workdir = build_once(tmp_path_factory, "tiny_data", build)
   (path,) = glob.glob(os.path.join(workdir, "data", "tfds", "ntu_rgbd", "*", "*"))
-  assert dataset.num_classes == 4
   return path
 
 
@@ -75,27 +78,29 @@ def tiny_run_config(dataset_dir: str):
 
 @pytest.fixture(scope="session")
 def tiny_trained_run(tiny_dataset, tmp_path_factory) -> str:
-  """A workdir with all three stages of `tiny_run_config` trained (the training loop's tests
-  read a copy of it; export and batch and streaming prediction read it; nothing may write to
-  it)."""
-  from amfi_jax.models import conv
-  from amfi_jax.training import loop
+  """A workdir with all three stages of `tiny_run_config` trained, once per test run
+  (`build_once`; the training loop's tests read a copy of it; export and batch and streaming
+  prediction read it; nothing may write to it)."""
+  def build(workdir: str) -> None:
+    from amfi_jax.models import conv
+    from amfi_jax.training import loop
 
-  config = tiny_run_config(tiny_dataset)
-  workdir = str(tmp_path_factory.mktemp("tiny_trained_run"))
-  # The native convolution trains these tiny models in a fraction of the CPU rewrite's time;
-  # evaluation and the tests' reference logits use the default (the rewrite).
-  with conv.conv_impl("native"):
-    loop.train_and_evaluate(config, workdir)
-  return workdir
+    # The native convolution trains these tiny models in a fraction of the CPU rewrite's time;
+    # evaluation and the tests' reference logits use the default (the rewrite).
+    with conv.conv_impl("native"):
+      loop.train_and_evaluate(tiny_run_config(tiny_dataset), workdir)
+
+  return build_once(tmp_path_factory, "tiny_trained_run", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_skeleton_artifact(tiny_trained_run, tmp_path_factory) -> str:
-  """The skeleton stage of `tiny_trained_run` exported for CPU (batch and streaming prediction
-  read it)."""
+  """The skeleton stage of `tiny_trained_run` exported for CPU, once per test run (batch and
+  streaming prediction read it)."""
   from amfi_jax import export
 
-  path = str(tmp_path_factory.mktemp("tiny_artifact") / "skeleton.jaxexport")
-  export.export_to_file(tiny_trained_run, "skeleton", path, platforms=("cpu",))
-  return path
+  def build(folder: str) -> None:
+    export.export_to_file(tiny_trained_run, "skeleton", os.path.join(folder, "skeleton.jaxexport"),
+                          platforms=("cpu",))
+
+  return os.path.join(build_once(tmp_path_factory, "tiny_artifact", build), "skeleton.jaxexport")
