@@ -23,7 +23,7 @@ demo: $(VENV)/.installed-base
 	$(PY) -m amfi_jax.main --config=configs/fusion.py:demo --workdir=workdirs/demo
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q -n 2 --dist=loadscope --durations=25 tests
+	$(PY) -m pytest -q -n 2 --dist=loadscope --no-loadscope-reorder --durations=25 tests
 
 clean:
 	rm -rf $(VENV) workdirs

@@ -67,6 +67,18 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
+def pytest_collection_modifyitems(session, config, items):
+  """Modules marked `slow` (minutes of subprocess runs each) first, the rest in their order.
+
+  With `make test`'s `--dist=loadscope --no-loadscope-reorder` each pytest-xdist worker then
+  starts with one of the long modules while the short ones fill the gaps; otherwise the
+  long modules, which have few tests, came last (xdist orders modules by test count) and one
+  worker ran them alone at the end. `-m "not slow"` leaves them out for a quick run.
+  """
+  del session, config
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable sort
+
+
 def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if _OWN_CACHE is not None:

@@ -21,6 +21,9 @@ from tests.conftest import cpu_env
 from tests.training.conftest import REPO, cli_overrides, tiny_config
 from tests.training.test_resume_and_devices import _finish, _train_losses, _wait_for_checkpoint
 
+# Runs of `amfi_jax.main` in subprocesses: started first (see tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 HEARTBEAT_S = 5
 
 

@@ -19,6 +19,9 @@ import pytest
 from tests.conftest import cpu_env
 from tests.training.conftest import REPO, cli_overrides
 
+# Runs of `amfi_jax.main` in subprocesses: started first (see tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 STAGE = "skeleton"
 
 
