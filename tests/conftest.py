@@ -1,5 +1,6 @@
 """Suite-wide: one persistent XLA compilation cache for every test, worker and subprocess of a run,
-and XLA's CPU backend without its LLVM optimisations.
+XLA flags for tiny programs, the long modules first, and directories built once per run
+(`build_once`). docs/testing.md has the measured effect of each.
 
 Most of the suite's time is compilation, and many tests compile the same tiny programs: a
 training run in a subprocess and its resumption after SIGKILL, the one- and two-process runs of
