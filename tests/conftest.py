@@ -21,6 +21,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
+# The XLA_FLAGS the run started with, kept for the pytest-xdist workers, which inherit the
+# XLA_FLAGS set below.
+_USER_XLA_FLAGS = os.environ.setdefault("AMFI_TESTS_USER_XLA_FLAGS",
+                                        os.environ.get("XLA_FLAGS", ""))
+
+
 # The tests' programs are tiny, so compiling them well costs more than it saves. In-process tests
 # mostly compile and run a step or two: without LLVM's optimisations (level 0)
 # tests/models/test_models.py runs in 66 s instead of 90 s at level 1. The `amfi_jax.main` runs
@@ -31,12 +37,6 @@ from collections.abc import Callable
 # generated and scheduled, not what is computed (floating-point rounding aside, which every
 # numerical check allows for). Set either flag in XLA_FLAGS yourself to test the code the
 # product compiles by default.
-# The XLA_FLAGS the run started with, kept for the pytest-xdist workers, which inherit the
-# XLA_FLAGS set below.
-_USER_XLA_FLAGS = os.environ.setdefault("AMFI_TESTS_USER_XLA_FLAGS",
-                                        os.environ.get("XLA_FLAGS", ""))
-
-
 def _xla_flags(optimization_level: int) -> str:
   flags = {"xla_backend_optimization_level": str(optimization_level),
            "xla_cpu_use_fusion_emitters": "false"}

@@ -63,10 +63,8 @@ def state_layout(build_model: Callable[[], nnx.Module], stage: Stage,
     raise ValueError(f"Stage {stage.name!r} has no trainable parameters")
   param_sh = parallel.variable_shardings(params, mesh, rules)
   frozen_sh = parallel.variable_shardings(frozen, mesh, rules)
-  params, frozen = nnx.to_pure_dict(params), nnx.to_pure_dict(frozen)
-  abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params, frozen=frozen,
-                        opt_state=jax.eval_shape(tx.init, params),
-                        rng=jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))))
+  abstract = jax.eval_shape(lambda p, f: _fresh_state(p, f, tx, 0),
+                            nnx.to_pure_dict(params), nnx.to_pure_dict(frozen))
   opt_sh = optax.tree_map_params(tx, lambda _, sh: sh, abstract.opt_state, param_sh,
                                  transform_non_params=lambda _: parallel.replicated(mesh))
   rep = parallel.replicated(mesh)
@@ -75,12 +73,17 @@ def state_layout(build_model: Callable[[], nnx.Module], stage: Stage,
                      rules=rules)
 
 
-def _init(build_model, stage: Stage, tx, seed) -> TrainState:
-  _, params, frozen = _split(build_model(), stage)
-  params, frozen = nnx.to_pure_dict(params), nnx.to_pure_dict(frozen)
+def _fresh_state(params: dict, frozen: dict, tx, seed) -> TrainState:
+  """Step 0 around the model's variables (pure dicts): the one definition of a new state, used
+  concretely by `init_state` and abstractly by `state_layout`."""
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, frozen=frozen,
                     opt_state=tx.init(params),
                     rng=jax.random.key_data(jax.random.key(seed)))
+
+
+def _init(build_model, stage: Stage, tx, seed) -> TrainState:
+  _, params, frozen = _split(build_model(), stage)
+  return _fresh_state(nnx.to_pure_dict(params), nnx.to_pure_dict(frozen), tx, seed)
 
 
 # The init program runs once, so on CPU it is compiled without XLA's backend optimisations:
