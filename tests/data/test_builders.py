@@ -229,6 +229,15 @@ def test_utd_mhad_whole_release_split_counts_by_name():
     assert name not in files["skeleton"]
 
 
+def test_utd_mhad_config_depth_values():
+  named = {c.name: c for c in utd_mhad_builder.UtdMhad.BUILDER_CONFIGS}
+  assert named["skeleton_depth_k8_s48_relative"].depth_values == "relative"
+  assert named["skeleton_depth_k8_s48"].depth_values == "absolute"
+  assert named["skeleton_depth_k8_s48_relative"].data_fields()["depth_values"] == "relative"
+  with pytest.raises(ValueError, match=r"depth_values must be one of .*got 'metres'"):
+    utd_mhad_builder.UtdMhadConfig(name="x", depth_values="metres")
+
+
 def test_utd_mhad_builder_on_two_actions(tmp_path):
   _require_utd()
   manual = tmp_path / "raw"

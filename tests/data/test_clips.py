@@ -9,8 +9,8 @@ import pytest
 
 from amfi_jax.data.readers.ntu_skeleton import read_skeleton
 from amfi_jax.data.preprocessing import clips as clips_module
-from amfi_jax.data.preprocessing.clips import (DEPTH_SCALE, augment_clip, crop_and_resize, crop_box,
-                                          depth_crop)
+from amfi_jax.data.preprocessing.clips import (DEPTH_SCALE, RELATIVE_FLOOR, augment_clip,
+                                          crop_and_resize, crop_box, depth_crop)
 
 from tests.shared_data import shared_path
 
@@ -124,6 +124,27 @@ def test_depth_crop_at_border_and_empty():
   np.testing.assert_allclose(out[0, :, :3, 0], 1.0)  # 30x30 square shifted to the corner
   empty = depth_crop(np.zeros((2, 240, 320), np.uint16), 8)
   assert empty.shape == (2, 8, 8, 1) and not empty.any()
+
+
+def test_depth_crop_relative_spans_the_bodys_own_depth_range():
+  depth = np.zeros((2, 240, 320), np.uint16)
+  depth[:, 100:140, 150:170] = 3000  # the trunk
+  depth[:, 100:140, 170:190] = 2500  # an arm half a metre nearer
+  depth[1, 100:140, 190:210] = 3500  # a far part, only in frame 1
+  out = depth_crop(depth, 60, "relative")  # 60 px crop square: no resampling
+  assert out.shape == (2, 60, 60, 1) and out.dtype == np.float32
+  # Crop rows 10..50 hold the body; columns 0..20 trunk, 20..40 arm, 40..60 the far part.
+  np.testing.assert_allclose(out[0, 10:50, 20:40, 0], 1.0, atol=1e-6)  # nearest → 1
+  np.testing.assert_allclose(out[1, 10:50, 40:60, 0], RELATIVE_FLOOR, atol=1e-6)  # farthest
+  np.testing.assert_allclose(out[0, 10:50, 0:20, 0], 1 - (1 - RELATIVE_FLOOR) * 0.5, atol=1e-6)
+  assert not out[:, :10].any() and not out[0, 10:50, 40:].any()  # background stays 0
+  # A flat foreground is all "near", and an empty clip all zeros, without dividing by zero.
+  flat = np.zeros((1, 240, 320), np.uint16)
+  flat[:, 10:20, 10:20] = 2000
+  np.testing.assert_allclose(depth_crop(flat, 10, "relative")[0, :, :, 0], 1.0)
+  assert not depth_crop(np.zeros((1, 240, 320), np.uint16), 8, "relative").any()
+  with pytest.raises(ValueError, match=r"depth values must be one of .*got 'metres'"):
+    depth_crop(depth, 8, "metres")
 
 
 def test_depth_crop_real_file():

@@ -51,6 +51,7 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
     image_size: S, side of the stored square depth / RGB frames.
     max_frames: T_max of the stored skeleton; the longest real sequence has 125 frames.
     include_rgb: store `rgb` from the `_color.avi` videos (absent from the skeleton+depth copy).
+    depth_values: `absolute` or `relative` (`clips.depth_crop`).
     validation_subjects: training subjects held out as `validation`; () = none.
     error_policy: 'raise' or 'skip' (as for NTU: skipped samples are listed in the metadata).
     num_workers: processes reading samples in parallel (0 = all CPUs). Does not change the data.
@@ -60,6 +61,7 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
   image_size: int = 112
   max_frames: int = 128
   include_rgb: bool = False
+  depth_values: str = "absolute"
   validation_subjects: tuple[int, ...] = (7,)
   error_policy: str = "raise"
   num_workers: int = 0
@@ -68,6 +70,11 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
     if self.error_policy not in common.ERROR_POLICIES:
       raise ValueError(f"error_policy must be one of {common.ERROR_POLICIES}, "
                        f"got {self.error_policy!r}")
+    from amfi_jax.data.preprocessing import clips  # imports PyAV: only when a config is made
+
+    if self.depth_values not in clips.DEPTH_VALUES:
+      raise ValueError(f"depth_values must be one of {clips.DEPTH_VALUES}, "
+                       f"got {self.depth_values!r}")
     self.validation_subjects = tuple(int(s) for s in self.validation_subjects)
     bad = set(self.validation_subjects) - set(utd_mhad.TRAIN_SUBJECTS)
     if bad:
@@ -114,6 +121,9 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
                     description="Skeleton and 16-frame 48x48 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k8_s64", clip_length=8, image_size=64,
                     description="Skeleton and 8-frame 64x64 depth clips."),
+      UtdMhadConfig(name="skeleton_depth_k8_s48_relative", clip_length=8, image_size=48,
+                    depth_values="relative",
+                    description="Skeleton and 8-frame 48x48 depth clips, relative depth."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "skeleton_depth"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -270,7 +280,8 @@ def _load_example(job: _Job) -> tuple[str, str, Any]:
     example = samples.read_utd_sample(
         path, job.paths["depth"], max_frames=config["max_frames"],
         clip_length=config["clip_length"], image_size=config["image_size"],
-        rgb_path=job.paths["rgb"] if config["include_rgb"] else None)
+        rgb_path=job.paths["rgb"] if config["include_rgb"] else None,
+        depth_values=config["depth_values"])
     example.update({
         "label": utd_name.label,
         "sample_name": job.name,

@@ -14,6 +14,14 @@ CROP_SIZE = 1000  # the paper's crop, in reference pixels
 # the sensor's 0.8-4 m default range (the dataset's maximum is 3975). A fixed scale keeps a
 # clip's depth values comparable with every other clip's, which a per-clip maximum would not.
 DEPTH_SCALE = 4095.0
+# How a depth clip's values are stored: `absolute` (millimetres / DEPTH_SCALE) or `relative`
+# (the performer's own depth range stretched over (0, 1], nearest = 1, background 0).
+DEPTH_VALUES = ("absolute", "relative")
+# `relative` spans the foreground between these percentiles of the clip's foreground depths
+# (the extremes are edge pixels mixing body and background), and maps the far end to this floor
+# so that the farthest body pixel stays distinct from the zero background.
+RELATIVE_PERCENTILES = (1.0, 99.0)
+RELATIVE_FLOOR = 0.1
 
 
 def crop_box(color_xy: np.ndarray, frame_hw: tuple[int, int], crop_size: int = CROP_SIZE,
@@ -107,24 +115,33 @@ def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
   return m
 
 
-def depth_crop(depth: np.ndarray, size: int) -> np.ndarray:
+def depth_crop(depth: np.ndarray, size: int, values: str = "absolute") -> np.ndarray:
   """Body-centred square crop of a UTD-MHAD depth clip, resized and scaled to [0, 1].
 
   UTD-MHAD depth maps have the background removed (zero), so the performer is the bounding box
   of the non-zero pixels over the whole clip. The square has the box's longer side, is centred on
-  it and shifted (or shrunk) to stay inside the frame; it is then area-resized. Values are divided
-  by DEPTH_SCALE (fixed, see there) and clipped to [0, 1]. A clip without foreground uses the
-  central square.
+  it and shifted (or shrunk) to stay inside the frame; it is then area-resized. A clip without
+  foreground uses the central square.
+
+  Values (before the resize; background pixels stay 0):
+    absolute: millimetres / DEPTH_SCALE (fixed, see there), clipped to [0, 1]. The performer
+      stands 2.2-3.2 m away, so the body fills about a fifth of the range and an arm reaching
+      towards the camera changes a pixel by ~0.1.
+    relative: the clip's foreground depths between their RELATIVE_PERCENTILES mapped linearly to
+      [RELATIVE_FLOOR, 1], nearest = 1 (clipped): the body's relief spans the whole range.
 
   Args:
     depth: uint16 (T, H, W), millimetres.
     size: output side.
+    values: one of DEPTH_VALUES.
 
   Returns:
     float32 (T, size, size, 1).
   """
   if depth.ndim != 3:
     raise ValueError(f"expected depth (T, H, W), got shape {depth.shape}")
+  if values not in DEPTH_VALUES:
+    raise ValueError(f"depth values must be one of {DEPTH_VALUES}, got {values!r}")
   _, height, width = depth.shape
   foreground = depth > 0
   rows = np.flatnonzero(foreground.any(axis=(0, 2)))
@@ -138,6 +155,10 @@ def depth_crop(depth: np.ndarray, size: int) -> np.ndarray:
   top = int(np.clip(round(cy - side / 2), 0, height - side))
   left = int(np.clip(round(cx - side / 2), 0, width - side))
   crop = depth[:, top:top + side, left:left + side].astype(np.float32)
+  if values == "absolute":
+    crop = np.clip(crop / np.float32(DEPTH_SCALE), 0.0, 1.0)
+  else:
+    crop = _relative_depth(crop)
   # Separable resize as two plain 2-D matrix products (one GEMM each, not T small ones): columns
   # first, then rows through a transpose.
   num_frames = len(crop)
@@ -145,7 +166,18 @@ def depth_crop(depth: np.ndarray, size: int) -> np.ndarray:
   cols = (crop.reshape(num_frames * side, side) @ weights.T).reshape(num_frames, side, size)
   rows_t = cols.transpose(0, 2, 1).reshape(num_frames * size, side) @ weights.T
   resized = rows_t.reshape(num_frames, size, size).transpose(0, 2, 1)
-  return np.clip(resized / np.float32(DEPTH_SCALE), 0.0, 1.0)[..., None].astype(np.float32)
+  return np.clip(resized, 0.0, 1.0)[..., None].astype(np.float32)
+
+
+def _relative_depth(crop: np.ndarray) -> np.ndarray:
+  """Foreground millimetres → [RELATIVE_FLOOR, 1] (nearest = 1) over the clip; zeros stay 0."""
+  foreground = crop > 0
+  if not foreground.any():
+    return np.zeros_like(crop)
+  near, far = np.percentile(crop[foreground], RELATIVE_PERCENTILES)
+  span = max(float(far - near), 1.0)  # a flat foreground (one depth) maps to 1
+  scaled = 1.0 - (1.0 - RELATIVE_FLOOR) * np.clip((crop - near) / span, 0.0, 1.0)
+  return np.where(foreground, scaled, 0.0).astype(np.float32)
 
 
 def augment_clip(clip: np.ndarray, rng: np.random.Generator, rotate: bool = True,

@@ -74,8 +74,8 @@ def ntu_skeleton_features(seq: ntu_skeleton.SkeletonSequence, max_frames: int
 
 
 def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: int,
-                    clip_length: int, image_size: int, rgb_path: str | None = None
-                    ) -> dict[str, np.ndarray]:
+                    clip_length: int, image_size: int, rgb_path: str | None = None,
+                    depth_values: str = "absolute") -> dict[str, np.ndarray]:
   """The stored features of a UTD-MHAD sample: `skeleton` (3, T, 20, 1), `frame_count`, with a
   depth file `depth` (K, S, S, 1) in [0, 1] and `depth_frame_count`, with a colour video `rgb`
   (K, S, S, 3) uint8 and `video_frame_count`."""
@@ -87,7 +87,7 @@ def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: i
   if depth_path is not None:
     depth = utd_mhad.read_depth_mat(depth_path)
     indices = video.sample_frame_indices(len(depth), clip_length)
-    out["depth"] = np.ascontiguousarray(clips.depth_crop(depth, image_size)[indices],
+    out["depth"] = np.ascontiguousarray(clips.depth_crop(depth, image_size, depth_values)[indices],
                                         dtype=np.float32)
     out["depth_frame_count"] = np.int32(len(depth))
   if rgb_path is not None:
