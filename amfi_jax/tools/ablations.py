@@ -7,8 +7,8 @@ Each workdir is a finished three-stage run (one seed), e.g. of `configs/utd_mhad
 (one stream vs fusion) is read from the runs' results. Tables 3 (fusion kind), 5 (λ of L_gate)
 and 6 (which modality decides the gate) retrain only the fusion head of each run, on its frozen
 best streams and their cached features (`config.train.fusion.cache_features`), in
-`WORKDIR/ablations/<variant>/`, under the run's own protocol; finished variants are reused, so
-the command resumes. Prints a Markdown table (and writes it to --output).
+`WORKDIR/ablations/<variant>/`, under the run's own protocol (the streams' features computed once
+per run, not once per variant); finished variants are reused, so the command resumes. Prints a Markdown table (and writes it to --output).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from absl import app, flags, logging
 from amfi_jax import cli, configlib, distributed, workdir as workdir_lib
 from amfi_jax.evaluation import reports
 from amfi_jax.monitoring import logs
-from amfi_jax.training import loop
+from amfi_jax.training import feature_cache, loop
 
 # (table, row label, config changes of the fusion head). The paper's defaults: AMFI head,
 # λ = 1, the skeleton decides the gate.
@@ -98,6 +98,8 @@ def collect(runs: list[workdir_lib.RunDir]) -> list[dict]:
     results = [run.stage(stage).read_result() for run in runs]
     rows.append({"table": "4", "label": label, "values": [r["test"]["top1"] for r in results],
                  "protocol": results[0].get("protocol", results[0].get("selected_on"))})
+  # Every variant of a run reads the same frozen streams: their features are computed once.
+  shared = {run.path: feature_cache.Shared() for run in runs}
   for table, label, changes in VARIANTS:
     values, protocol = [], None
     for run in runs:
@@ -106,7 +108,8 @@ def collect(runs: list[workdir_lib.RunDir]) -> list[dict]:
       if effective:
         variant_dir = os.path.join(run.path, "ablations", variant_name(effective))
         share_data(run, variant_dir)
-        result = loop.train_and_evaluate(variant_config(run, effective), variant_dir)["fusion"]
+        result = loop.train_and_evaluate(variant_config(run, effective), variant_dir,
+                                         shared_features=shared[run.path])["fusion"]
       else:
         result = run.stage("fusion").read_result()
       logging.info("%s %s: test top-1 %.4f (%.0f s)", run.path, label, result["test"]["top1"],

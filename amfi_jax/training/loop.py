@@ -78,11 +78,13 @@ class _StopSignal:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def train_and_evaluate(config, workdir: str, allow_config_change: bool = False) -> dict:
+def train_and_evaluate(config, workdir: str, allow_config_change: bool = False,
+                       shared_features: feature_cache.Shared | None = None) -> dict:
   """Runs the stages of `config` in `workdir`; returns {stage: result dict}.
 
   A workdir trained with another config is refused before anything is written
-  (`RunDir.check_config`), unless `allow_config_change`."""
+  (`RunDir.check_config`), unless `allow_config_change`. `shared_features`: the fusion stage's
+  cached stream features are taken from (or left in) it, for several heads on the same streams."""
   configlib.validate(config)
   run = workdir_lib.RunDir(workdir)
   config_json = json.loads(config.to_json_best_effort())
@@ -114,14 +116,14 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False) 
                         "sample_format": dataset.sample_format()})
   results = {}
   for name in config.stages:
-    results[name] = train_stage(config, name, run, dataset, mesh)
+    results[name] = train_stage(config, name, run, dataset, mesh, shared_features)
   if jax.process_index() == 0:
     print(reports.format_results_table(results), flush=True)
   return results
 
 
 def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Dataset,
-                mesh) -> dict:
+                mesh, shared_features: feature_cache.Shared | None = None) -> dict:
   sdir = run.stage(name)
   # Process 0's view of the shared workdir decides, so no host trains a stage the others skip.
   if distributed.agree(sdir.is_finished()):
@@ -160,10 +162,19 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
   names_source = sources["test"]
   if name == "fusion" and scfg.cache_features:
     start_cache = time.time()
-    full_eval_step = make_eval_step(stage, layout)
-    sources = {split: source if source is None else
-               feature_cache.compute(full_eval_step, state, source, **eval_kwargs)
-               for split, source in sources.items()}
+
+    def compute_sources(record_sources=sources):
+      full_eval_step = make_eval_step(stage, layout)
+      return {split: source if source is None else
+              feature_cache.compute(full_eval_step, state, source, **eval_kwargs)
+              for split, source in record_sources.items()}
+
+    if shared_features is None:
+      sources = compute_sources()
+    else:
+      key = feature_cache.Shared.key_of(
+          config, stage_setup.stream_sources(config, name, run), mesh)
+      sources = shared_features.get(key, compute_sources)
     stage = stages.on_cached_features(stage)
     eval_kwargs["stage"] = stage
     logging.info("Stage %s: stream features of %s cached in %.1fs", name,

@@ -128,8 +128,8 @@ def restore_weights(config, run: workdir_lib.RunDir, name: str, mesh: Mesh
   return stage, nnx.view(model, use_running_average=True), step
 
 
-def stream_loader(config, name: str, run: workdir_lib.RunDir):
-  """A function filling stream weights into a new model of stage `name`, or None (from scratch).
+def stream_sources(config, name: str, run: workdir_lib.RunDir) -> dict[str, str]:
+  """{stream: checkpoint directory} of the stream weights stage `name` starts from ({}: none).
 
   Sources: `config.init_from.<stream>` (e.g. converted weights), else, for the streams the stage
   loads (`workdir.streams_loaded_by`), this run's `best_stream/` of that stream's stage.
@@ -147,6 +147,13 @@ def stream_loader(config, name: str, run: workdir_lib.RunDir):
             f"the {stream} stage first (config.stages) or set config.init_from.{stream}")
     if path:
       sources[stream] = path
+  return sources
+
+
+def stream_loader(config, name: str, run: workdir_lib.RunDir):
+  """A function filling the weights of `stream_sources` into a new model of stage `name`, or
+  None (from scratch)."""
+  sources = stream_sources(config, name, run)
   if not sources:
     return None
 

@@ -1,13 +1,16 @@
-"""The fusion stage on cached stream features trains the same head as the uncached stage."""
+"""The fusion stage on cached stream features trains the same head as the uncached stage; shared
+features are reused only for the same streams and data."""
 
 from __future__ import annotations
+
+import types
 
 import numpy as np
 import pytest
 
 from amfi_jax import configlib
 from amfi_jax.evaluation import reports
-from amfi_jax.training import loop
+from amfi_jax.training import feature_cache, loop
 from amfi_jax.workdir import RunDir
 
 from tests.training.conftest import tiny_run_config
@@ -55,3 +58,29 @@ def test_cache_needs_frozen_unaugmented_streams():
   config.model.fusion.freeze_backbones = False
   with pytest.raises(ValueError, match="freeze_backbones"):
     configlib.validate(config)
+
+
+def test_shared_features_are_recomputed_only_for_another_key():
+  shared, calls = feature_cache.Shared(), []
+
+  def compute():
+    calls.append(len(calls))
+    return {"train": len(calls)}
+
+  assert shared.get("a", compute) == {"train": 1}
+  assert shared.get("a", compute) == {"train": 1} and len(calls) == 1
+  assert shared.get("b", compute) == {"train": 2} and len(calls) == 2
+
+
+def test_shared_features_key_ignores_the_head_and_names_the_streams():
+  config = configlib.base_config(("fusion",))
+  mesh = types.SimpleNamespace(shape={"data": 1, "model": 1})
+  paths = {"rgb": "runs/a/rgb/best_stream", "skeleton": "runs/a/skeleton/best_stream"}
+  key = feature_cache.Shared.key_of(config, paths, mesh)
+  config.model.fusion.kind = "max"
+  config.model.fusion.gate_weight = 3.0
+  assert feature_cache.Shared.key_of(config, paths, mesh) == key
+  other_run = dict(paths, skeleton="runs/b/skeleton/best_stream")
+  assert feature_cache.Shared.key_of(config, other_run, mesh) != key
+  config.data.skeleton_frames = 32
+  assert feature_cache.Shared.key_of(config, paths, mesh) != key

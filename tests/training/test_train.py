@@ -12,7 +12,7 @@ import pytest
 
 from amfi_jax import configlib, evaluate, predict
 from amfi_jax.evaluation import reports
-from amfi_jax.training import loop
+from amfi_jax.training import feature_cache, loop
 from amfi_jax.workdir import ConfigChangedError, RunDir
 
 from tests.training.conftest import tiny_config, tiny_run_config
@@ -197,7 +197,7 @@ def test_bfloat16_training_step(tiny_dataset, tmp_path):
   assert np.isfinite(result["test"]["loss"])
 
 
-def test_ablations_retrain_the_fusion_head_per_variant(trained_workdir, monkeypatch):
+def test_ablations_retrain_the_fusion_head_per_variant(trained_workdir, monkeypatch, tmp_path):
   from amfi_jax.tools import ablations
 
   workdir, results = trained_workdir
@@ -205,7 +205,14 @@ def test_ablations_retrain_the_fusion_head_per_variant(trained_workdir, monkeypa
   monkeypatch.setattr(ablations, "VARIANTS", (
       ("3", "max", {"kind": "max"}), ("5", "λ = 3", {"kind": "amfi", "gate_weight": 3.0}),
       ("6", "skeleton decides", {"kind": "amfi", "decision": "skeleton"})))
+  computed = []
+  compute = feature_cache.compute
+  monkeypatch.setattr(feature_cache, "compute",
+                      lambda *a, **k: computed.append(1) or compute(*a, **k))
   rows = ablations.collect([run])
+  # The streams' features of each split (train, validation, test) are computed for the first
+  # variant only; the second trains on the same arrays.
+  assert len(computed) == 3
   assert [(r["table"], r["label"]) for r in rows] == [
       ("4", "RGB/depth only"), ("4", "Skeleton only"), ("4", "Fusion (the run's fusion stage)"),
       ("3", "max"), ("5", "λ = 3"), ("6", "skeleton decides")]
@@ -221,6 +228,18 @@ def test_ablations_retrain_the_fusion_head_per_variant(trained_workdir, monkeypa
     assert row["values"] == [entry["test"]["top1"]]
     assert all(entry["config"]["model"]["fusion"][k] == v for k, v in changes.items())
     assert entry["config"]["train"]["fusion"]["cache_features"] is True
+  # ... and ends where it ends on features computed for itself (the loss to XLA's rounding:
+  # each head's program computes the same stream features, fused its own way).
+  alone_dir = str(tmp_path / "gate_weight_alone")
+  ablations.share_data(run, alone_dir)
+  alone = loop.train_and_evaluate(ablations.variant_config(run, {"gate_weight": 3.0}),
+                                  alone_dir)["fusion"]
+  assert len(computed) == 6
+  shared = RunDir(os.path.join(workdir, "ablations", "gate_weight=3.0")).stage("fusion")
+  shared_test = shared.read_result()["test"]
+  assert shared_test["loss"] == pytest.approx(alone["test"]["loss"], rel=1e-6)
+  assert {k: v for k, v in shared_test.items() if k != "loss"} == {
+      k: v for k, v in alone["test"].items() if k != "loss"}
   table = ablations.format_table(rows, [run])
   assert "| 3 | max |" in table and "± 0.00" in table
   with pytest.raises(ValueError, match="has not finished"):
