@@ -18,6 +18,11 @@ primitives with one custom VJP:
   stays in cache instead of materialising the full im2col tensor (27× the activations, and large
   freshly-allocated buffers are slow on this backend).
 
+Which library XLA CPU runs the remaining 2-D convolutions with matters as much: its YNNPACK
+"individual convolution" fusions (the default) are 1.5-2× slower here than its Eigen path for the
+T-fold's 2-D convolutions and the AGCN's 9×1 temporal ones, so steps compiled for CPU get
+`step_compiler_options` (the default YNN fusion types without convolutions).
+
 Elsewhere (GPU, TPU) and for anything it does not handle (dilation, groups, other layouts,
 explicit output sharding) it calls `jax.lax.conv_general_dilated` unchanged. The switch
 `set_conv_impl` / the `AMFI_CONV_IMPL` environment variable selects 'auto' (the rewrite on CPU
@@ -48,6 +53,24 @@ if _impl not in IMPLS:
 _PATCH_CHUNK_BYTES = 8 << 20
 
 _SPECS = {2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+# XLA CPU's YNN fusion types (jaxlib 0.10.2 enables matrix products, reductions and single
+# convolutions) minus the convolutions, which then run on XLA's Eigen path. As compiler options
+# the list is written out (the `-type` form works only in XLA_FLAGS); tests check that it is the
+# default list without convolutions, so a jaxlib that changes the default is noticed.
+YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
+CPU_STEP_COMPILER_OPTIONS = {
+    YNN_FLAG: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+
+
+def step_compiler_options(mesh) -> dict[str, str] | None:
+  """Compiler options for a train or eval step on `mesh`: CPU_STEP_COMPILER_OPTIONS when every
+  device is a CPU, unless the user's XLA_FLAGS choose the YNN fusion types themselves."""
+  if not all(d.platform == "cpu" for d in mesh.devices.flat):
+    return None
+  if YNN_FLAG in os.environ.get("XLA_FLAGS", ""):
+    return None
+  return dict(CPU_STEP_COMPILER_OPTIONS)
 
 
 def set_conv_impl(impl: str) -> None:

@@ -1,4 +1,5 @@
-"""The compiled train and eval steps of a stage, with explicit shardings and donation."""
+"""The compiled train and eval steps of a stage, with explicit shardings and donation (and, on
+CPU, the convolution library choice of `models.conv.step_compiler_options`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import optax
 from flax import nnx
 
 from amfi_jax import parallel
+from amfi_jax.models import conv
 from amfi_jax.training.stages import Stage, eval_outputs
 from amfi_jax.training.state import StateLayout, TrainState
 
@@ -47,7 +49,7 @@ def make_train_step(stage: Stage, layout: StateLayout, tx: optax.GradientTransfo
   data = parallel.batch_sharding(layout.mesh)
   return jax.jit(step, in_shardings=(layout.shardings, {k: data for k in batch_keys(stage)}),
                  out_shardings=(layout.shardings, parallel.replicated(layout.mesh)),
-                 donate_argnums=(0,))
+                 donate_argnums=(0,), compiler_options=conv.step_compiler_options(layout.mesh))
 
 
 def make_eval_step(stage: Stage, layout: StateLayout) -> Callable[[TrainState, dict], dict]:
@@ -60,4 +62,4 @@ def make_eval_step(stage: Stage, layout: StateLayout) -> Callable[[TrainState, d
 
   data = parallel.batch_sharding(layout.mesh)
   return jax.jit(step, in_shardings=(layout.shardings, {k: data for k in stage.inputs}),
-                 out_shardings=data)
+                 out_shardings=data, compiler_options=conv.step_compiler_options(layout.mesh))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,3 +154,48 @@ def test_flax_conv_uses_it_with_same_parameters(force_rewrite):
   with conv_lib.conv_impl("native"):
     want = module(x)
   np.testing.assert_allclose(module(x), want, rtol=1e-5, atol=1e-5)
+
+
+# --- which library XLA CPU runs convolutions with ------------------------------------------------
+
+def _ynn_fusion_ops(fn, *args, compiler_options=None) -> set[str]:
+  """The ops ({'convolution', 'dot', 'reduce'}) inside the YNN fusions XLA compiled `fn` into."""
+  text = jax.jit(fn, compiler_options=compiler_options).lower(*args).compile().as_text()
+  bodies = dict(re.findall(r"^%?([\w.-]+) \([^\n]*\{\n(.*?)^\}", text, re.S | re.M))
+  ops = set()
+  for line in text.splitlines():
+    if "__ynn_fusion" in line:
+      body = bodies[re.search(r"calls=%?([\w.-]+)", line).group(1)]
+      ops |= {op for op in ("convolution", "dot", "reduce") if f" {op}(" in body}
+  return ops
+
+
+def test_cpu_steps_run_convolutions_outside_ynn_and_keep_the_other_ynn_fusions():
+  from amfi_jax.models import agcn, graphs
+
+  # The gradient of one AGCN unit: temporal convolutions, graph contractions, BatchNorm sums.
+  unit = agcn.TCNGCNUnit(64, 128, 2, graphs.get_graph("ntu"), residual=True, dtype=jnp.float32,
+                         rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(unit)
+  grad = jax.grad(lambda s, x: jnp.sum(nnx.merge(graphdef, s)(x) ** 2), argnums=(0, 1))
+  x = jnp.ones((2, 40, 25, 64))
+  mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:1]), ("data",))
+  default = _ynn_fusion_ops(grad, state, x)
+  assert "convolution" in default  # what XLA does by default: the premise of the option
+  chosen = _ynn_fusion_ops(grad, state, x, compiler_options=conv_lib.step_compiler_options(mesh))
+  assert chosen == default - {"convolution"}
+
+
+def test_step_compiler_options_leave_the_users_xla_flags_and_other_backends_alone(monkeypatch):
+  cpu_mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:1]), ("data",))
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+  assert conv_lib.step_compiler_options(cpu_mesh) == conv_lib.CPU_STEP_COMPILER_OPTIONS
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution")
+  assert conv_lib.step_compiler_options(cpu_mesh) is None
+
+  class FakeDevice:
+    platform = "gpu"
+
+  gpu_mesh = type("Mesh", (), {"devices": np.array([FakeDevice()])})()
+  monkeypatch.delenv("XLA_FLAGS")
+  assert conv_lib.step_compiler_options(gpu_mesh) is None
