@@ -46,6 +46,7 @@ from amfi_jax.data.preprocessing import samples
 from amfi_jax.data.readers import ntu, pose_pickle
 from amfi_jax.errors import FlagError, MissingFileError, UserError
 from amfi_jax.evaluation.metrics import ranking
+from amfi_jax.models import conv
 from amfi_jax.monitoring import logs
 from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.training import setup as stage_setup
@@ -273,7 +274,8 @@ class WorkdirModels:
       mesh = parallel.make_mesh(devices=jax.devices()[:1])
       stage, model, _ = stage_setup.restore_weights(self.config, self.run, stage_name, mesh)
       # jit caches one program per batch shape; batches are padded to one shape per stage.
-      forward = jax.jit(lambda m, inputs: stage.forward(m, inputs).logits)
+      forward = jax.jit(lambda m, inputs: stage.forward(m, inputs).logits,
+                        compiler_options=conv.step_compiler_options(mesh))
       self._forwards[stage_name] = lambda inputs: forward(model, inputs)
     return np.asarray(self._forwards[stage_name](batch), np.float32)
 

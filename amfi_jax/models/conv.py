@@ -64,8 +64,9 @@ CPU_STEP_COMPILER_OPTIONS = {
 
 
 def step_compiler_options(mesh) -> dict[str, str] | None:
-  """Compiler options for a train or eval step on `mesh`: CPU_STEP_COMPILER_OPTIONS when every
-  device is a CPU, unless the user's XLA_FLAGS choose the YNN fusion types themselves."""
+  """Compiler options for a train, eval or prediction step on `mesh`: CPU_STEP_COMPILER_OPTIONS
+  when every device is a CPU, unless the user's XLA_FLAGS choose the YNN fusion types
+  themselves."""
   if not all(d.platform == "cpu" for d in mesh.devices.flat):
     return None
   if YNN_FLAG in os.environ.get("XLA_FLAGS", ""):
