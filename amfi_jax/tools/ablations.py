@@ -8,7 +8,8 @@ Each workdir is a finished three-stage run (one seed), e.g. of `configs/utd_mhad
 and 6 (which modality decides the gate) retrain only the fusion head of each run, on its frozen
 best streams and their cached features (`config.train.fusion.cache_features`), in
 `WORKDIR/ablations/<variant>/`, under the run's own protocol (the streams' features computed once
-per run, not once per variant); finished variants are reused, so the command resumes. Prints a Markdown table (and writes it to --output).
+per run, not once per variant); finished variants are reused, so the command resumes. Prints a
+Markdown table (and writes it to --output).
 """
 
 from __future__ import annotations

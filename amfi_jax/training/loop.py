@@ -162,19 +162,16 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
   names_source = sources["test"]
   if name == "fusion" and scfg.cache_features:
     start_cache = time.time()
+    records = sources
 
-    def compute_sources(record_sources=sources):
+    def compute_sources():
       full_eval_step = make_eval_step(stage, layout)
       return {split: source if source is None else
               feature_cache.compute(full_eval_step, state, source, **eval_kwargs)
-              for split, source in record_sources.items()}
+              for split, source in records.items()}
 
-    if shared_features is None:
-      sources = compute_sources()
-    else:
-      key = feature_cache.Shared.key_of(
-          config, stage_setup.stream_sources(config, name, run), mesh)
-      sources = shared_features.get(key, compute_sources)
+    key = feature_cache.Shared.key_of(config, stage_setup.stream_sources(config, name, run), mesh)
+    sources = (shared_features or feature_cache.Shared()).get(key, compute_sources)
     stage = stages.on_cached_features(stage)
     eval_kwargs["stage"] = stage
     logging.info("Stage %s: stream features of %s cached in %.1fs", name,

@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 from jax import lax
 
+from amfi_jax import parallel
 from amfi_jax.models import conv as conv_lib
 from amfi_jax.models import layers
 
@@ -179,7 +180,7 @@ def test_cpu_steps_run_convolutions_outside_ynn_and_keep_the_other_ynn_fusions()
   graphdef, state = nnx.split(unit)
   grad = jax.grad(lambda s, x: jnp.sum(nnx.merge(graphdef, s)(x) ** 2), argnums=(0, 1))
   x = jnp.ones((2, 40, 25, 64))
-  mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:1]), ("data",))
+  mesh = parallel.make_mesh(devices=jax.devices("cpu")[:1])
   default = _ynn_fusion_ops(grad, state, x)
   assert "convolution" in default  # what XLA does by default: the premise of the option
   chosen = _ynn_fusion_ops(grad, state, x, compiler_options=conv_lib.step_compiler_options(mesh))
@@ -187,7 +188,7 @@ def test_cpu_steps_run_convolutions_outside_ynn_and_keep_the_other_ynn_fusions()
 
 
 def test_step_compiler_options_leave_the_users_xla_flags_and_other_backends_alone(monkeypatch):
-  cpu_mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:1]), ("data",))
+  cpu_mesh = parallel.make_mesh(devices=jax.devices("cpu")[:1])
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
   assert conv_lib.step_compiler_options(cpu_mesh) == conv_lib.CPU_STEP_COMPILER_OPTIONS
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution")

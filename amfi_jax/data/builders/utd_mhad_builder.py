@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from amfi_jax.data.builders import common
+from amfi_jax.data.preprocessing import clips
 from amfi_jax.data.readers import utd_mhad
 from amfi_jax.data.errors import DataFormatError
 from amfi_jax.errors import MissingFileError
@@ -70,8 +71,6 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
     if self.error_policy not in common.ERROR_POLICIES:
       raise ValueError(f"error_policy must be one of {common.ERROR_POLICIES}, "
                        f"got {self.error_policy!r}")
-    from amfi_jax.data.preprocessing import clips  # imports PyAV: only when a config is made
-
     if self.depth_values not in clips.DEPTH_VALUES:
       raise ValueError(f"depth_values must be one of {clips.DEPTH_VALUES}, "
                        f"got {self.depth_values!r}")
