@@ -24,7 +24,7 @@ from amfi_jax.training.optim import SCHEDULES
 from amfi_jax.workdir import STAGES
 
 
-SKELETON_STREAM_CHANNELS = {"joint": 3, "joint_bone": 6}
+SKELETON_STREAM_CHANNELS = {"joint": 3, "joint_bone": 6, "joint_bone_motion": 12}
 RGB_STREAM_CHANNELS = {"rgb": 3, "depth": 1}
 
 
@@ -71,7 +71,8 @@ def data_config() -> ml_collections.ConfigDict:
       # final | validation | test (`pipeline.PROTOCOLS`): which subjects train, what selects the
       # reported checkpoint.
       "protocol": "validation",
-      "skeleton_stream": "joint",  # joint | joint_bone (needs model.skeleton.in_channels = 6)
+      # joint | joint_bone | joint_bone_motion (model.skeleton.in_channels 3 | 6 | 12)
+      "skeleton_stream": "joint",
       # > 0: skeleton sequences linearly resampled to this many frames when read (from their
       # stored frame_count), instead of the stored length padded by repetition.
       "skeleton_frames": 0,
@@ -129,6 +130,9 @@ def stage_config(*, batch_size, num_epochs, learning_rate, weight_decay, decay_e
       "decay_factor": 0.1,
       "eval_every_epochs": 1.0,
       "augment": True,  # the data augmentations of config.data apply in this stage
+      # > 0: mixup in training (Zhang et al. 2018): each batch blended with itself reversed by a
+      # factor drawn from Beta(mixup, mixup), the loss likewise on both labels. 0 = off (paper).
+      "mixup": 0.0,
   })
 
 
@@ -409,6 +413,8 @@ def _validate_stage(t: ml_collections.ConfigDict, field: str) -> None:
   for name in ("weight_decay", "momentum", "decay_factor"):
     if not math.isfinite(t[name]) or t[name] < 0:
       raise ConfigError(f"{field}.{name} must be a finite number ≥ 0, got {t[name]}")
+  if not math.isfinite(t.mixup) or t.mixup < 0:
+    raise ConfigError(f"{field}.mixup must be a finite number ≥ 0 (0 = off), got {t.mixup}")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -426,7 +432,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check("model.dtype", m.dtype, ("float32", "bfloat16"))
   check("model.rgb.input_normalization", m.rgb.input_normalization, INPUT_NORMALIZATIONS)
   check("model.rgb.in_channels", m.rgb.in_channels, (1, 3))
-  check("model.skeleton.in_channels", m.skeleton.in_channels, (3, 6))
+  check("model.skeleton.in_channels", m.skeleton.in_channels,
+        tuple(SKELETON_STREAM_CHANNELS.values()))
   try:
     parse_layers(m.skeleton.layers)
   except ValueError as e:

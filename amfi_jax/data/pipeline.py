@@ -9,7 +9,8 @@ A batch is a dict of numpy arrays, per process:
   'rgb'      uint8   (B, K, S, S, 3)   NOT normalised: that happens on the device, so the host
                                        ships 4x fewer bytes than float32
   'depth'    float32 (B, K, S, S, 1)   in [0, 1] as stored (UTD-MHAD)
-  'skeleton' float32 (B, C, T, V, M)   C = 3 ('joint') or 6 ('joint_bone': joints, then bones)
+  'skeleton' float32 (B, C, T, V, M)   C = 3 ('joint'), 6 ('joint_bone': joints, then bones)
+                                       or 12 ('joint_bone_motion': and their motions)
   'label'    int32   (B,)
   'index'    int32   (B,)  record index in the split (-1 for eval padding)
   'mask'     bool    (B,)  eval only: False for padding
@@ -125,16 +126,17 @@ class _Augment:
 
 
 def _augment_skeleton(x: np.ndarray, rng: np.random.Generator, kwargs: dict) -> np.ndarray:
-  """Augments a (C, T, V, M) skeleton input. Joints + bones (C = 6) are transformed as one
-  body: both halves stacked along M get the same random draw, and every transform is linear per
-  point or moves whole frames, so the bones stay the bones of the augmented joints (except the
-  independent noise of `jitter`)."""
+  """Augments a (C, T, V, M) skeleton input. Joints, bones and motions (C = 6 or 12) are
+  transformed as one body: the 3-channel groups stacked along M get the same random draw, and
+  every transform is linear per point or moves whole frames, so the bones stay the bones of the
+  augmented joints (except the independent noise of `jitter`), and the motions those of the
+  augmented sequence up to the temporal crop's change of frame rate."""
   if x.shape[0] == 3:
     return skeleton_augment.augment(x, rng, **kwargs)
   m = x.shape[-1]
-  stacked = np.concatenate([x[:3], x[3:]], axis=-1)
+  stacked = np.concatenate(np.split(x, x.shape[0] // 3, axis=0), axis=-1)
   out = skeleton_augment.augment(stacked, rng, **kwargs)
-  return np.concatenate([out[..., :m], out[..., m:]], axis=0)
+  return np.concatenate(np.split(out, x.shape[0] // 3, axis=-1), axis=0)
 
 
 def _check(source, modalities: Sequence[str], skeleton_stream: str) -> tuple[str, ...]:
@@ -185,7 +187,7 @@ def train_dataset(source, *, batch_size: int, seed: int,
     batch_size: PER-PROCESS batch size (global batch / process count).
     seed: shuffling and augmentation seed; the same seed gives the same batches.
     modalities: any of 'rgb', 'depth', 'skeleton'.
-    skeleton_stream: 'joint' (C=3) or 'joint_bone' (C=6: joints, then bones).
+    skeleton_stream: one of SKELETON_STREAMS ('joint' C=3, 'joint_bone' C=6, 'joint_bone_motion' C=12).
     graph: skeleton layout for bones; inferred from the joint count when None.
     skeleton_frames: > 0: skeletons resampled to this many frames (from their `frame_count`).
     augment: apply `augment_clip` to 'rgb' and 'depth'.

@@ -32,6 +32,7 @@ class Stage:
       stream features).
     feature_dropout: dropout rate of the stream features the fusion head reads in training
       (`config.train.fusion.feature_dropout`).
+    mixup: α of the mixup blend in training (`config.train.<stage>.mixup`; 0 = off).
   """
 
   name: str
@@ -40,6 +41,26 @@ class Stage:
   gate_weight: float = 0.0
   method: str = "__call__"
   feature_dropout: float = 0.0
+  mixup: float = 0.0
+
+  def mix(self, batch: dict[str, jax.Array], rng: jax.Array
+          ) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
+    """Mixup: (blended batch, the partner labels, the weight of the batch's own labels).
+
+    Each sample is blended with the sample at the mirrored batch position (the batch is
+    shuffled, so this is a random pairing that needs no gather across devices) by one factor
+    w ~ Beta(α, α) per batch, folded to w ≥ 0.5 so a sample's own label stays the larger part
+    (its accuracy is counted against it). Stored uint8 clips are blended as float32 before
+    the model normalises them; a clip's min–max scaling is unchanged by blending two clips of
+    the same value range.
+    """
+    w = jax.random.beta(rng, self.mixup, self.mixup)
+    w = jnp.maximum(w, 1.0 - w)
+    mixed = dict(batch)
+    for k in self.inputs:
+      x = batch[k].astype(jnp.float32)
+      mixed[k] = w * x + (1.0 - w) * x[::-1]
+    return mixed, batch["label"][::-1], w
 
   def forward(self, model: nnx.Module, batch: dict[str, jax.Array],
               rng: jax.Array | None = None) -> ModelOutput:
@@ -49,9 +70,14 @@ class Stage:
       return getattr(model, self.method)(*inputs)
     return getattr(model, self.method)(*inputs, feature_dropout=(rng, self.feature_dropout))
 
-  def loss(self, out: ModelOutput, labels: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Mean loss over the batch and its parts (for logging)."""
+  def loss(self, out: ModelOutput, labels: jax.Array, mixed_with: jax.Array | None = None,
+           weight: jax.Array | float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean loss over the batch and its parts (for logging); with mixup (`mix`) the cross
+    entropy is `weight` on `labels` and the rest on the partner labels `mixed_with`."""
     ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
+    if mixed_with is not None:
+      ce = weight * ce + (1.0 - weight) * optax.softmax_cross_entropy_with_integer_labels(
+          out.logits, mixed_with).mean()
     metrics = {"ce": ce, "accuracy": (out.logits.argmax(-1) == labels).mean()}
     total = ce
     if out.gate is not None:
@@ -65,17 +91,18 @@ class Stage:
 
 def make_stage(name: str, config) -> Stage:
   rgb_input = config.data.rgb_modality
+  mixup = float(config.train[name].mixup) if name in config.train else 0.0
   if name == "rgb":
-    return Stage("rgb", (rgb_input,), nnx.Param)
+    return Stage("rgb", (rgb_input,), nnx.Param, mixup=mixup)
   if name == "skeleton":
-    return Stage("skeleton", ("skeleton",), nnx.Param)
+    return Stage("skeleton", ("skeleton",), nnx.Param, mixup=mixup)
   if name == "fusion":
     f = config.model.fusion
     trainable: Callable | type = nnx.All(nnx.Param, nnx.PathContains("head")) \
         if f.freeze_backbones else nnx.Param
     return Stage("fusion", (rgb_input, "skeleton"), trainable,
                  gate_weight=float(f.gate_weight) if f.kind == "amfi" else 0.0,
-                 feature_dropout=float(config.train.fusion.feature_dropout))
+                 feature_dropout=float(config.train.fusion.feature_dropout), mixup=mixup)
   raise ValueError(f"Unknown stage {name!r} in config.stages")
 
 

@@ -29,11 +29,15 @@ def make_train_step(stage: Stage, layout: StateLayout, tx: optax.GradientTransfo
 
   def _step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     next_key, dropout_key = jax.random.split(jax.random.wrap_key_data(state.rng))
+    mixed_with, weight = None, 1.0
+    if stage.mixup:  # its own key, so runs without mixup keep their dropout draws
+      dropout_key, mixup_key = jax.random.split(dropout_key)
+      batch, mixed_with, weight = stage.mix(batch, mixup_key)
 
     def loss_fn(params):
       model = layout.model(params, state.frozen)
       out = stage.forward(model, batch, rng=dropout_key)
-      loss, metrics = stage.loss(out, batch["label"])
+      loss, metrics = stage.loss(out, batch["label"], mixed_with, weight)
       # BatchNorm running statistics updated by the forward pass (none for frozen streams).
       _, _, frozen = nnx.split(model, stage.trainable, ...)
       return loss, (metrics, nnx.to_pure_dict(frozen))

@@ -236,6 +236,10 @@ def test_utd_mhad_config_depth_values():
   assert named["skeleton_depth_k8_s48_relative"].data_fields()["depth_values"] == "relative"
   with pytest.raises(ValueError, match=r"depth_values must be one of .*got 'metres'"):
     utd_mhad_builder.UtdMhadConfig(name="x", depth_values="metres")
+  assert named["skeleton_depth_k8_s48_mean"].data_fields()["depth_frames"] == "segment_mean"
+  assert named["skeleton_depth_k8_s48"].depth_frames == "sample"
+  with pytest.raises(ValueError, match=r"depth_frames must be one of .*got 'max'"):
+    utd_mhad_builder.UtdMhadConfig(name="x", depth_frames="max")
 
 
 def test_utd_mhad_builder_on_two_actions(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from amfi_jax.data.readers.ntu_skeleton import read_skeleton
 from amfi_jax.data.preprocessing import clips as clips_module
 from amfi_jax.data.preprocessing.clips import (DEPTH_SCALE, RELATIVE_FLOOR, augment_clip,
-                                          crop_and_resize, crop_box, depth_crop)
+                                          crop_and_resize, crop_box, depth_crop, segment_means)
 
 from tests.shared_data import shared_path
 
@@ -155,6 +155,21 @@ def test_depth_crop_real_file():
   assert out.shape == (depth.shape[0], 112, 112, 1) and out.dtype == np.float32
   assert 0.0 <= out.min() and out.max() <= depth.max() / DEPTH_SCALE + 1e-6
   assert 0.1 < (out > 0).mean() < 0.9  # the crop is mostly body, unlike the full frame (~8 %)
+
+
+def test_segment_means_average_consecutive_equal_segments():
+  frames = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
+  out = segment_means(frames, 3)  # segments 0-2, 3-5, 6-9
+  assert out.shape == (3, 2, 3) and out.dtype == np.float32
+  np.testing.assert_allclose(out[:, 0, 0], [1.0, 4.0, 7.5])
+  np.testing.assert_allclose(segment_means(frames, 10)[:, 0, 0], np.arange(10))
+  np.testing.assert_allclose(segment_means(frames, 1)[:, 0, 0], [4.5])
+  # Fewer frames than segments: each frame repeated in order, as the sampled clips do.
+  np.testing.assert_allclose(segment_means(frames[:2], 4)[:, 0, 0], [0, 0, 1, 1])
+  with pytest.raises(ValueError, match="k must be positive"):
+    segment_means(frames, 0)
+  with pytest.raises(ValueError, match="at least one frame"):
+    segment_means(frames[:0], 2)
 
 
 # --- augment_clip -------------------------------------------------------------------------------

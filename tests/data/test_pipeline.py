@@ -155,6 +155,22 @@ def test_joint_bone_stream_and_skeleton_only():
                                 skeletons.joints_to_bones(joints, graphs.NTU))
 
 
+def test_joint_bone_motion_stream_stops_at_the_stored_frame_count():
+  records = _records(2, rgb=False)
+  for r in records:
+    r["frame_count"] = np.int32(T - 3)
+  batch = next(iter(pipeline.eval_dataset(records, batch_size=2, modalities=("skeleton",),
+                                          skeleton_stream="joint_bone_motion", process_index=0,
+                                          process_count=1)))
+  x = batch["skeleton"][0]
+  assert x.shape == (12, T, V, M)
+  joints = records[batch["index"][0]]["skeleton"]
+  np.testing.assert_array_equal(x[:6], np.concatenate(
+      [joints, skeletons.joints_to_bones(joints, graphs.NTU)]))
+  np.testing.assert_allclose(x[6:9, :T - 4], joints[:, 1:T - 3] - joints[:, :T - 4], atol=1e-6)
+  assert not x[6:, T - 4:].any()  # from the last stored frame on: no motion into the padding
+
+
 def test_missing_modality_is_a_clear_error():
   with pytest.raises(ValueError, match="modality 'rgb' needs feature clip or rgb"):
     pipeline.train_dataset(_records(4, rgb=False), batch_size=2, seed=0,

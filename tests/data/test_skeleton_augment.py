@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from amfi_jax.data import pipeline
-from amfi_jax.data.preprocessing import samples, skeleton_augment
+from amfi_jax.data.preprocessing import samples, skeleton_augment, skeletons
 from amfi_jax.models import graphs
 
 SETTINGS = {"rotate": (10.0, 10.0, 30.0), "scale": 0.1, "shear": 0.1, "crop": 0.8, "jitter": 0.0}
@@ -49,7 +49,7 @@ def _records(n: int = 6):
   return [{"skeleton": _skeleton(seed=i)[..., :1], "label": np.int64(i % 3)} for i in range(n)]
 
 
-@pytest.mark.parametrize("stream", ["joint", "joint_bone"])
+@pytest.mark.parametrize("stream", ["joint", "joint_bone", "joint_bone_motion"])
 def test_pipeline_augments_skeletons_only_when_configured(stream):
   source = _records()
   kwargs = dict(batch_size=6, seed=0, modalities=("skeleton",), skeleton_stream=stream,
@@ -65,8 +65,22 @@ def test_pipeline_augments_skeletons_only_when_configured(stream):
   expected = [samples.skeleton_input(source[i]["skeleton"], stream, graphs.UTD_MHAD)
               for i in plain["index"]]
   np.testing.assert_array_equal(plain["skeleton"], np.stack(expected))  # off: untouched
-  if stream == "joint_bone":  # the bones are those of the augmented joints
+  if stream != "joint":  # the bones are those of the augmented joints
     joints = augmented["skeleton"][:, :3]
     bones = np.stack([samples.skeleton_input(j, "joint_bone", graphs.UTD_MHAD)[3:]
                       for j in joints])
-    np.testing.assert_allclose(augmented["skeleton"][:, 3:], bones, atol=1e-5)
+    np.testing.assert_allclose(augmented["skeleton"][:, 3:6], bones, atol=1e-5)
+
+
+
+def test_motions_are_augmented_with_their_joints():
+  source = _records()
+  rigid = {**SETTINGS, "crop": 0.0}  # rotation, scaling, shear: linear per point, like motion
+  batch = next(iter(pipeline.train_dataset(
+      source, batch_size=6, seed=0, modalities=("skeleton",), skeleton_stream="joint_bone_motion",
+      graph=graphs.UTD_MHAD, num_epochs=1, process_index=0, process_count=1, num_threads=1,
+      skeleton_augment_kwargs=rigid)))
+  assert batch["skeleton"].shape[1] == 12
+  motion = np.stack([skeletons.frame_motion(x[:6]) for x in batch["skeleton"]])
+  np.testing.assert_allclose(batch["skeleton"][:, 6:], motion, atol=1e-5)
+  assert np.abs(motion).max() > 0.01

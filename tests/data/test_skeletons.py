@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from amfi_jax.data.readers.ntu_skeleton import SkeletonSequence, read_skeleton
-from amfi_jax.data.preprocessing.skeletons import (body_energy, joints_to_bones, pre_normalize,
-                                               preprocess_ntu_skeleton, select_bodies)
+from amfi_jax.data.preprocessing.skeletons import (body_energy, frame_motion, joints_to_bones,
+                                               pre_normalize, preprocess_ntu_skeleton,
+                                               select_bodies)
 from amfi_jax.models.graphs import NTU, UTD_MHAD
 
 from tests.shared_data import shared_path
@@ -296,3 +297,14 @@ def test_pipeline_resamples_skeletons_to_the_configured_frames():
   assert batch["skeleton"].shape == (2, 3, 32, 20, 1)
   np.testing.assert_array_equal(batch["skeleton"][0], 1.0)  # only valid frames, none of the zeros
   np.testing.assert_array_equal(batch["skeleton"][1], 2.0)
+
+
+def test_frame_motion_is_the_next_frame_minus_this_one_up_to_the_last_valid_frame():
+  x = np.random.default_rng(0).normal(size=(3, 6, 4, 2)).astype(np.float32)
+  np.testing.assert_allclose(frame_motion(x)[:, :5], x[:, 1:] - x[:, :-1], atol=1e-7)
+  assert not frame_motion(x)[:, 5].any()
+  short = frame_motion(x, num_valid=3)
+  np.testing.assert_allclose(short[:, :2], x[:, 1:3] - x[:, :2], atol=1e-7)
+  assert not short[:, 2:].any()
+  assert not frame_motion(x, num_valid=1).any() and not frame_motion(x, num_valid=0).any()
+  assert frame_motion(x).dtype == np.float32 and frame_motion(x).shape == x.shape

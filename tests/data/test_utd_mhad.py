@@ -237,3 +237,26 @@ def test_preprocess_utd_skeleton_truncates_and_defaults():
   assert preprocess_utd_skeleton(xyz).shape == (3, utd_mhad.MAX_FRAMES, 20, 1)
   with pytest.raises(ValueError, match=r"expected \(T, 20, 3\) joints"):
     preprocess_utd_skeleton(np.zeros((10, 25, 3)), 32)
+
+
+@pytest.mark.parametrize("depth_frames", ["sample", "segment_mean"])
+def test_read_utd_sample_depth_frames_real(depth_frames):
+  from amfi_jax.data.preprocessing import clips, samples
+  from amfi_jax.data.readers import video
+  depth_path = _folder("Depth") / "a1_s1_t1_depth.mat"
+  out = samples.read_utd_sample(str(_folder("Skeleton") / "a1_s1_t1_skeleton.mat"),
+                                str(depth_path), max_frames=128, clip_length=8, image_size=32,
+                                depth_frames=depth_frames)
+  cropped = clips.depth_crop(read_depth_mat(depth_path), 32)  # 48 frames: segments of 6
+  expected = (cropped[video.sample_frame_indices(48, 8)] if depth_frames == "sample"
+              else cropped.reshape(8, 6, 32, 32, 1).mean(axis=1))
+  assert out["depth"].shape == (8, 32, 32, 1) and out["depth_frame_count"] == 48
+  np.testing.assert_allclose(out["depth"], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_read_utd_sample_rejects_unknown_depth_frames():
+  from amfi_jax.data.preprocessing import samples
+  with pytest.raises(ValueError, match=r"depth_frames must be one of .*got 'max'"):
+    samples.read_utd_sample(str(_folder("Skeleton") / "a1_s1_t1_skeleton.mat"),
+                            str(_folder("Depth") / "a1_s1_t1_depth.mat"), max_frames=128,
+                            clip_length=8, image_size=32, depth_frames="max")

@@ -53,6 +53,7 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
     max_frames: T_max of the stored skeleton; the longest real sequence has 125 frames.
     include_rgb: store `rgb` from the `_color.avi` videos (absent from the skeleton+depth copy).
     depth_values: `absolute` or `relative` (`clips.depth_crop`).
+    depth_frames: `sample` or `segment_mean` (`clips.DEPTH_FRAMES`).
     validation_subjects: training subjects held out as `validation`; () = none.
     error_policy: 'raise' or 'skip' (as for NTU: skipped samples are listed in the metadata).
     num_workers: processes reading samples in parallel (0 = all CPUs). Does not change the data.
@@ -63,6 +64,7 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
   max_frames: int = 128
   include_rgb: bool = False
   depth_values: str = "absolute"
+  depth_frames: str = "sample"
   validation_subjects: tuple[int, ...] = (7,)
   error_policy: str = "raise"
   num_workers: int = 0
@@ -74,6 +76,9 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
     if self.depth_values not in clips.DEPTH_VALUES:
       raise ValueError(f"depth_values must be one of {clips.DEPTH_VALUES}, "
                        f"got {self.depth_values!r}")
+    if self.depth_frames not in clips.DEPTH_FRAMES:
+      raise ValueError(f"depth_frames must be one of {clips.DEPTH_FRAMES}, "
+                       f"got {self.depth_frames!r}")
     self.validation_subjects = tuple(int(s) for s in self.validation_subjects)
     bad = set(self.validation_subjects) - set(utd_mhad.TRAIN_SUBJECTS)
     if bad:
@@ -118,11 +123,19 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
                     description="Skeleton and 8-frame 48x48 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k16_s48", clip_length=16, image_size=48,
                     description="Skeleton and 16-frame 48x48 depth clips."),
+      UtdMhadConfig(name="skeleton_depth_k16_s32", clip_length=16, image_size=32,
+                    description="Skeleton and 16-frame 32x32 depth clips."),
+      UtdMhadConfig(name="skeleton_depth_k32_s32", clip_length=32, image_size=32,
+                    description="Skeleton and 32-frame 32x32 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k8_s64", clip_length=8, image_size=64,
                     description="Skeleton and 8-frame 64x64 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k8_s48_relative", clip_length=8, image_size=48,
                     depth_values="relative",
                     description="Skeleton and 8-frame 48x48 depth clips, relative depth."),
+      UtdMhadConfig(name="skeleton_depth_k8_s48_mean", clip_length=8, image_size=48,
+                    depth_frames="segment_mean",
+                    description="Skeleton and 8-frame 48x48 depth clips, each frame the mean "
+                                "of an eighth of the sequence."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "skeleton_depth"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -280,7 +293,7 @@ def _load_example(job: _Job) -> tuple[str, str, Any]:
         path, job.paths["depth"], max_frames=config["max_frames"],
         clip_length=config["clip_length"], image_size=config["image_size"],
         rgb_path=job.paths["rgb"] if config["include_rgb"] else None,
-        depth_values=config["depth_values"])
+        depth_values=config["depth_values"], depth_frames=config["depth_frames"])
     example.update({
         "label": utd_name.label,
         "sample_name": job.name,

@@ -22,6 +22,10 @@ DEPTH_VALUES = ("absolute", "relative")
 # so that the farthest body pixel stays distinct from the zero background.
 RELATIVE_PERCENTILES = (1.0, 99.0)
 RELATIVE_FLOOR = 0.1
+# What each of a depth clip's K stored frames is: `sample`, the frame at the start of its
+# interval (`video.sample_frame_indices`, the paper's rule), or `segment_mean`, the mean of all
+# frames of its K-th of the sequence (`segment_means`), which keeps the path a moving hand took.
+DEPTH_FRAMES = ("sample", "segment_mean")
 
 
 def crop_box(color_xy: np.ndarray, frame_hw: tuple[int, int], crop_size: int = CROP_SIZE,
@@ -167,6 +171,24 @@ def depth_crop(depth: np.ndarray, size: int, values: str = "absolute") -> np.nda
   rows_t = cols.transpose(0, 2, 1).reshape(num_frames * size, side) @ weights.T
   resized = rows_t.reshape(num_frames, size, size).transpose(0, 2, 1)
   return np.clip(resized, 0.0, 1.0)[..., None].astype(np.float32)
+
+
+def segment_means(frames: np.ndarray, k: int) -> np.ndarray:
+  """(T, ...) → (K, ...): the mean of each of K consecutive, equal (± 1 frame) segments.
+
+  Segment i holds frames floor(i·T/K) … floor((i+1)·T/K) − 1; with T < K, where some of those
+  would be empty, segment i is frame floor(i·T/K) alone (the order `sample_frame_indices` keeps).
+  """
+  if k <= 0:
+    raise ValueError(f"k must be positive, got {k}")
+  num_frames = len(frames)
+  if num_frames == 0:
+    raise ValueError("segment_means needs at least one frame")
+  starts = (np.arange(k) * num_frames) // k
+  ends = np.maximum((np.arange(1, k + 1) * num_frames) // k, starts + 1)
+  sums = np.cumsum(np.concatenate([np.zeros_like(frames[:1], np.float64), frames], 0), axis=0)
+  counts = (ends - starts).reshape((k,) + (1,) * (frames.ndim - 1))
+  return ((sums[ends] - sums[starts]) / counts).astype(frames.dtype)
 
 
 def _relative_depth(crop: np.ndarray) -> np.ndarray:

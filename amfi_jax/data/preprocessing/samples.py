@@ -22,7 +22,9 @@ from amfi_jax.data.readers import ntu_skeleton, utd_mhad, video
 from amfi_jax.models import graphs
 
 MODALITIES = ("rgb", "depth", "skeleton", "rgb_features", "skeleton_features")
-SKELETON_STREAMS = ("joint", "joint_bone")
+# The skeleton stream's input channels: joints (3), joints then bones (6), or those then their
+# frame-to-frame motions (12: joints, bones, joint motion, bone motion; PYSKL's j, b, jm, bm).
+SKELETON_STREAMS = ("joint", "joint_bone", "joint_bone_motion")
 # The record features that hold each modality (`clip` in NTU builds, `rgb` in UTD-MHAD ones).
 # `*_features`: pooled stream features (C,) of cached-feature sources (`training.feature_cache`).
 FEATURES = {"rgb": ("clip", "rgb"), "depth": ("depth",), "skeleton": ("skeleton",),
@@ -75,10 +77,13 @@ def ntu_skeleton_features(seq: ntu_skeleton.SkeletonSequence, max_frames: int
 
 def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: int,
                     clip_length: int, image_size: int, rgb_path: str | None = None,
-                    depth_values: str = "absolute") -> dict[str, np.ndarray]:
+                    depth_values: str = "absolute", depth_frames: str = "sample"
+                    ) -> dict[str, np.ndarray]:
   """The stored features of a UTD-MHAD sample: `skeleton` (3, T, 20, 1), `frame_count`, with a
   depth file `depth` (K, S, S, 1) in [0, 1] and `depth_frame_count`, with a colour video `rgb`
   (K, S, S, 3) uint8 and `video_frame_count`."""
+  if depth_frames not in clips.DEPTH_FRAMES:
+    raise ValueError(f"depth_frames must be one of {clips.DEPTH_FRAMES}, got {depth_frames!r}")
   xyz = utd_mhad.read_skeleton_mat(skeleton_path)
   if xyz.shape[0] > max_frames:
     raise DataFormatError(skeleton_path, f"{xyz.shape[0]} frames exceed max_frames={max_frames}")
@@ -86,9 +91,12 @@ def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: i
          "frame_count": np.int32(xyz.shape[0])}
   if depth_path is not None:
     depth = utd_mhad.read_depth_mat(depth_path)
-    indices = video.sample_frame_indices(len(depth), clip_length)
-    out["depth"] = np.ascontiguousarray(clips.depth_crop(depth, image_size, depth_values)[indices],
-                                        dtype=np.float32)
+    cropped = clips.depth_crop(depth, image_size, depth_values)
+    if depth_frames == "segment_mean":
+      frames = clips.segment_means(cropped, clip_length)
+    else:
+      frames = cropped[video.sample_frame_indices(len(depth), clip_length)]
+    out["depth"] = np.ascontiguousarray(frames, dtype=np.float32)
     out["depth_frame_count"] = np.int32(len(depth))
   if rgb_path is not None:
     frames, total = video.read_video_frames(rgb_path, clip_length)
@@ -115,8 +123,10 @@ def skeleton_input(joints: np.ndarray, skeleton_stream: str,
                    graph: graphs.SkeletonGraph | None = None, *, frame_count: int | None = None,
                    num_frames: int = 0) -> np.ndarray:
   """(3, T, V, M) stored joints → the skeleton stream's (C, T', V, M) float32 input: the joints,
-  or joints then bones (C = 6) for `joint_bone`. With `num_frames` > 0 the sequence's first
-  `frame_count` frames are resampled to T' = `num_frames` (`skeletons.resample_frames`)."""
+  joints then bones (C = 6) for `joint_bone`, and then the motions of both (C = 12,
+  `skeletons.frame_motion`, zero after the first `frame_count` frames) for `joint_bone_motion`.
+  With `num_frames` > 0 the sequence's first `frame_count` frames are resampled to
+  T' = `num_frames` (`skeletons.resample_frames`)."""
   if skeleton_stream not in SKELETON_STREAMS:
     raise ValueError(f"skeleton_stream must be one of {SKELETON_STREAMS}, got "
                      f"{skeleton_stream!r}")
@@ -127,10 +137,14 @@ def skeleton_input(joints: np.ndarray, skeleton_stream: str,
                        "stored frame count, but these records have no `frame_count` feature; "
                        "set config.data.skeleton_frames=0 or rebuild the dataset")
     joints = skeletons.resample_frames(joints, frame_count, num_frames)
+    frame_count = num_frames
   if skeleton_stream == "joint":
     return joints
   graph = graph or graph_for(joints.shape[-2])
-  return np.concatenate([joints, skeletons.joints_to_bones(joints, graph)], axis=0)
+  out = np.concatenate([joints, skeletons.joints_to_bones(joints, graph)], axis=0)
+  if skeleton_stream == "joint_bone":
+    return out
+  return np.concatenate([out, skeletons.frame_motion(out, frame_count)], axis=0)
 
 
 def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton_stream: str,

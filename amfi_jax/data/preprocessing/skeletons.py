@@ -203,6 +203,16 @@ def joints_to_bones(data: np.ndarray, graph: SkeletonGraph = NTU) -> np.ndarray:
   return bones
 
 
+def frame_motion(data: np.ndarray, num_valid: int | None = None) -> np.ndarray:
+  """PYSKL's motion streams: x[t+1] − x[t] of a (C, T, V, M) skeleton, zero from the last valid
+  frame on (the last of `num_valid`, default all T), so padding adds no jump."""
+  valid = data.shape[1] if num_valid is None else int(np.clip(num_valid, 0, data.shape[1]))
+  motion = np.zeros_like(data)
+  if valid > 1:
+    motion[:, :valid - 1] = data[:, 1:valid] - data[:, :valid - 1]
+  return motion
+
+
 def preprocess_ntu_skeleton(seq: SkeletonSequence, max_frames: int = MAX_FRAMES) -> np.ndarray:
   """One NTU sample as the reference's training data: float32 (3, max_frames, 25, 2)."""
   return pre_normalize(select_bodies(seq, max_frames=max_frames)[None], NTU)[0]
