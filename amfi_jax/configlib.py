@@ -223,6 +223,12 @@ def bones(config: ml_collections.ConfigDict) -> None:
   config.model.skeleton.in_channels = 6
 
 
+def motion(config: ml_collections.ConfigDict) -> None:
+  """Joints, bones and their frame-to-frame motions (12 channels) as the skeleton input."""
+  config.data.skeleton_stream = "joint_bone_motion"
+  config.model.skeleton.in_channels = 12
+
+
 def fusion_kind(config: ml_collections.ConfigDict, kind: str) -> None:
   """Table 3: average | multiply | max | concat | amfi."""
   config.model.fusion.kind = kind
@@ -351,6 +357,7 @@ def cross_view(config: ml_collections.ConfigDict) -> None:
 VARIANTS: dict[str, tuple] = {
     "demo": (demo, None),
     "bones": (bones, None),
+    "motion": (motion, None),
     "fusion": (fusion_kind, "concat"),
     "lambda": (gate_weight, "1.5"),
     "decision": (decision, "rgb"),
@@ -476,8 +483,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if m.skeleton.in_channels != channels:
     raise ConfigError(
         f"config.data.skeleton_stream={d.skeleton_stream!r} feeds {channels} channels but "
-        f"config.model.skeleton.in_channels={m.skeleton.in_channels} (the `bones` variant sets "
-        "both)")
+        f"config.model.skeleton.in_channels={m.skeleton.in_channels} (the `bones` and `motion` "
+        "variants set both)")
   channels = RGB_STREAM_CHANNELS[d.rgb_modality]
   if m.rgb.in_channels != channels:
     raise ConfigError(

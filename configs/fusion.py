@@ -9,13 +9,15 @@ Variants (`configs/fusion.py:VARIANT[,VARIANT...]`, defined in `amfi_jax.configl
   decision=MODALITY   Table 6: skeleton (default) | rgb decides the confidence gate
   association=MODE    tokens (default) | elements reading of the non-local association
   bones               joints + bones (6 channels) as the skeleton input
+  motion              joints, bones and their frame-to-frame motions (12 channels)
   select_on_test      the paper's protocol: train on train+validation, select on test
 e.g. `--config=configs/fusion.py:fusion=max` or `--config=configs/fusion.py:demo,lambda=1.5`.
 """
 
 from amfi_jax import configlib
 
-VARIANTS = ("demo", "fusion", "lambda", "decision", "association", "bones", "select_on_test")
+VARIANTS = ("demo", "fusion", "lambda", "decision", "association", "bones", "motion",
+            "select_on_test")
 
 
 def get_config(arg: str | None = None):

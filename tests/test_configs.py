@@ -101,6 +101,12 @@ def test_bones_sets_stream_and_channels_together():
   assert config.model.skeleton.in_channels == 6
 
 
+def test_motion_sets_stream_and_channels_together():
+  config = configlib.make_config(("skeleton",), "demo,motion", ("demo", "motion"))
+  assert config.data.skeleton_stream == "joint_bone_motion"
+  assert config.model.skeleton.in_channels == 12
+
+
 @pytest.mark.parametrize("field,value,named", [
     ("model.skeleton.in_channels", 6, ("config.data.skeleton_stream", "config.model.skeleton.in_channels")),
     ("data.skeleton_stream", "joint_bone", ("config.data.skeleton_stream", "config.model.skeleton.in_channels")),
