@@ -48,11 +48,10 @@ class Stage:
     """Mixup: (blended batch, the partner labels, the weight of the batch's own labels).
 
     Each sample is blended with the sample at the mirrored batch position (the batch is
-    shuffled, so this is a random pairing that needs no gather across devices) by one factor
+    shuffled, so this is a random pairing without drawing a permutation) by one factor
     w ~ Beta(α, α) per batch, folded to w ≥ 0.5 so a sample's own label stays the larger part
-    (its accuracy is counted against it). Stored uint8 clips are blended as float32 before
-    the model normalises them; a clip's min–max scaling is unchanged by blending two clips of
-    the same value range.
+    (its accuracy is counted against it). Stored uint8 clips are blended as float32, before
+    the model's input normalisation, which then applies to the blend as to any clip.
     """
     w = jax.random.beta(rng, self.mixup, self.mixup)
     w = jnp.maximum(w, 1.0 - w)
