@@ -14,7 +14,7 @@ import ml_collections
 
 from amfi_jax import parallel
 from amfi_jax.data.pipeline import PROTOCOLS
-from amfi_jax.data.preprocessing.samples import SKELETON_STREAMS
+from amfi_jax.data.preprocessing.samples import SKELETON_STREAM_CHANNELS, SKELETON_STREAMS
 from amfi_jax.errors import ConfigError
 from amfi_jax.models.agcn import parse_layers
 from amfi_jax.models.graphs import GRAPHS
@@ -24,7 +24,6 @@ from amfi_jax.training.optim import SCHEDULES
 from amfi_jax.workdir import STAGES
 
 
-SKELETON_STREAM_CHANNELS = {"joint": 3, "joint_bone": 6, "joint_bone_motion": 12}
 RGB_STREAM_CHANNELS = {"rgb": 3, "depth": 1}
 
 
@@ -217,16 +216,20 @@ def demo(config: ml_collections.ConfigDict) -> None:
   t.log_every_steps = 10
 
 
+def _skeleton_stream(config: ml_collections.ConfigDict, stream: str) -> None:
+  """The skeleton input `stream` and the AGCN's input channels, which must agree."""
+  config.data.skeleton_stream = stream
+  config.model.skeleton.in_channels = SKELETON_STREAM_CHANNELS[stream]
+
+
 def bones(config: ml_collections.ConfigDict) -> None:
-  """Joints + bones (6 channels) as the skeleton input: the stream and the AGCN's channels."""
-  config.data.skeleton_stream = "joint_bone"
-  config.model.skeleton.in_channels = 6
+  """Joints + bones (6 channels) as the skeleton input."""
+  _skeleton_stream(config, "joint_bone")
 
 
 def motion(config: ml_collections.ConfigDict) -> None:
   """Joints, bones and their frame-to-frame motions (12 channels) as the skeleton input."""
-  config.data.skeleton_stream = "joint_bone_motion"
-  config.model.skeleton.in_channels = 12
+  _skeleton_stream(config, "joint_bone_motion")
 
 
 def fusion_kind(config: ml_collections.ConfigDict, kind: str) -> None:

@@ -133,10 +133,10 @@ def _augment_skeleton(x: np.ndarray, rng: np.random.Generator, kwargs: dict) -> 
   augmented sequence up to the temporal crop's change of frame rate."""
   if x.shape[0] == 3:
     return skeleton_augment.augment(x, rng, **kwargs)
-  m = x.shape[-1]
-  stacked = np.concatenate(np.split(x, x.shape[0] // 3, axis=0), axis=-1)
-  out = skeleton_augment.augment(stacked, rng, **kwargs)
-  return np.concatenate(np.split(out, x.shape[0] // 3, axis=-1), axis=0)
+  groups = x.shape[0] // 3
+  out = skeleton_augment.augment(np.concatenate(np.split(x, groups, axis=0), axis=-1), rng,
+                                 **kwargs)
+  return np.concatenate(np.split(out, groups, axis=-1), axis=0)
 
 
 def _check(source, modalities: Sequence[str], skeleton_stream: str) -> tuple[str, ...]:
@@ -187,7 +187,8 @@ def train_dataset(source, *, batch_size: int, seed: int,
     batch_size: PER-PROCESS batch size (global batch / process count).
     seed: shuffling and augmentation seed; the same seed gives the same batches.
     modalities: any of 'rgb', 'depth', 'skeleton'.
-    skeleton_stream: one of SKELETON_STREAMS ('joint' C=3, 'joint_bone' C=6, 'joint_bone_motion' C=12).
+    skeleton_stream: one of SKELETON_STREAMS ('joint' C=3, 'joint_bone' C=6,
+      'joint_bone_motion' C=12).
     graph: skeleton layout for bones; inferred from the joint count when None.
     skeleton_frames: > 0: skeletons resampled to this many frames (from their `frame_count`).
     augment: apply `augment_clip` to 'rgb' and 'depth'.

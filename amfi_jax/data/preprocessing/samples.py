@@ -22,9 +22,11 @@ from amfi_jax.data.readers import ntu_skeleton, utd_mhad, video
 from amfi_jax.models import graphs
 
 MODALITIES = ("rgb", "depth", "skeleton", "rgb_features", "skeleton_features")
-# The skeleton stream's input channels: joints (3), joints then bones (6), or those then their
-# frame-to-frame motions (12: joints, bones, joint motion, bone motion; PYSKL's j, b, jm, bm).
-SKELETON_STREAMS = ("joint", "joint_bone", "joint_bone_motion")
+# The skeleton stream's inputs and their channels: joints (3), joints then bones (6), or those
+# then their frame-to-frame motions (12: joints, bones, joint motion, bone motion; PYSKL's j, b,
+# jm, bm).
+SKELETON_STREAM_CHANNELS = {"joint": 3, "joint_bone": 6, "joint_bone_motion": 12}
+SKELETON_STREAMS = tuple(SKELETON_STREAM_CHANNELS)
 # The record features that hold each modality (`clip` in NTU builds, `rgb` in UTD-MHAD ones).
 # `*_features`: pooled stream features (C,) of cached-feature sources (`training.feature_cache`).
 FEATURES = {"rgb": ("clip", "rgb"), "depth": ("depth",), "skeleton": ("skeleton",),
