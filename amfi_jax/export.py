@@ -139,6 +139,9 @@ def _export(run: workdir_lib.RunDir, config, stage_name: str, platforms) -> tupl
                      "step": int(step)},
       "jax_version": jax.__version__,
       "calling_convention_version": exported.calling_convention_version,
+      # What the training steps compile with on CPU (XLA's Eigen path for the convolutions);
+      # `serving` applies them on a CPU backend.
+      "cpu_compiler_options": dict(conv.CPU_STEP_COMPILER_OPTIONS),
   }
   return bytes(exported.serialize()), metadata
 

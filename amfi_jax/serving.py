@@ -46,8 +46,9 @@ class ServedModel:
     self.input_names = tuple(i["name"] for i in metadata["inputs"])
     self.class_names = tuple(metadata["class_names"])
     self._inputs = {i["name"]: i for i in metadata["inputs"]}
+    self.compiler_options = cpu_compiler_options(metadata)
     # jit caches the compiled program per batch size, so repeated calls only run it.
-    self._call = jax.jit(exported.call)
+    self._call = jax.jit(exported.call, compiler_options=self.compiler_options)
 
   def __call__(self, *args, **kwargs) -> np.ndarray:
     """Logits (batch, classes) as float32 numpy."""
@@ -106,6 +107,19 @@ class ServedModel:
       else:
         out[name] = rng.standard_normal(shape).astype(spec["dtype"])
     return out
+
+
+def cpu_compiler_options(metadata: dict) -> dict[str, str] | None:
+  """The artifact's `cpu_compiler_options` (the XLA options its training steps used on CPU) when
+  this process runs on CPU; None elsewhere, for artifacts written without them, or when the
+  user's XLA_FLAGS set any of them (theirs win)."""
+  options = metadata.get("cpu_compiler_options")
+  if not options or jax.default_backend() != "cpu":
+    return None
+  user_flags = os.environ.get("XLA_FLAGS", "")
+  if any(name in user_flags for name in options):
+    return None
+  return dict(options)
 
 
 def load(path: str | os.PathLike) -> ServedModel:

@@ -14,6 +14,7 @@ import pytest
 
 from amfi_jax import export, parallel, serving
 from amfi_jax.errors import FlagError, MissingFileError
+from amfi_jax.models import conv
 from amfi_jax.training import setup as stage_setup
 from amfi_jax.workdir import RunDir
 
@@ -68,11 +69,28 @@ def test_exported_logits_equal_the_trained_models_at_every_batch_size(exported, 
   assert metadata["platforms"] == ["cpu", "cuda", "tpu"]
   assert metadata["checkpoint"]["step"] == run.stage(name).read_result()["best_step"]
   assert metadata["preprocessing"]["skeleton_stream"] == "joint_bone"
+  assert metadata["cpu_compiler_options"] == conv.CPU_STEP_COMPILER_OPTIONS
+  assert model.compiler_options == conv.CPU_STEP_COMPILER_OPTIONS  # this is a CPU backend
   for batch_size, (inputs, want) in cases.items():
     got = model(**inputs)
     assert got.shape == (batch_size, len(info["class_names"]))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(model(*(inputs[k] for k in model.input_names)), got)
+
+
+def test_serving_uses_the_artifacts_cpu_options_unless_the_user_sets_them(exported,
+                                                                           monkeypatch):
+  """XLA_FLAGS that choose the YNN fusion types win; an artifact written without the options
+  (older exports) runs with XLA's defaults; every way computes the same logits."""
+  path, cases = exported["skeleton"]
+  inputs, want = cases[3]
+  metadata = serving.load(path).metadata
+  assert serving.cpu_compiler_options({**metadata, "cpu_compiler_options": {}}) is None
+  monkeypatch.setenv("XLA_FLAGS", f"--{conv.YNN_FLAG}=+individual_convolution")
+  assert serving.cpu_compiler_options(metadata) is None
+  model = serving.load(path)
+  assert model.compiler_options is None
+  np.testing.assert_allclose(model(**inputs), want, rtol=0, atol=1e-5)
 
 
 def test_rgb_artifact_uses_the_native_3d_convolution(exported):
