@@ -227,6 +227,14 @@ def test_utd_mhad_whole_release_split_counts_by_name():
   assert counts["train"] + counts["validation"] == 431
   for name in ("a8_s1_t4", "a23_s6_t4", "a27_s8_t4"):
     assert name not in files["skeleton"]
+  # The second held-out subject's config: subject 5 (108 sequences) is validation instead.
+  named = {c.name: c for c in utd_mhad_builder.UtdMhad.BUILDER_CONFIGS}
+  by_split, _ = utd_mhad_builder.plan_splits(
+      files, named["skeleton_depth_k8_s48_val5"].validation_subjects)
+  assert {k: len(v) for k, v in by_split.items()} == {"train": 323, "validation": 108,
+                                                      "test": 430}
+  assert {utd_mhad.parse_utd_name(files["skeleton"][name]).subject
+          for name in by_split["validation"]} == {5}
 
 
 def test_utd_mhad_config_depth_values():

@@ -121,6 +121,11 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
       # The depth clips the CPU-sized depth stream of configs/utd_mhad.py reads.
       UtdMhadConfig(name="skeleton_depth_k8_s48", clip_length=8, image_size=48,
                     description="Skeleton and 8-frame 48x48 depth clips."),
+      # A second held-out training subject for choosing a recipe (`protocol=validation`).
+      UtdMhadConfig(name="skeleton_depth_k8_s48_val5", clip_length=8, image_size=48,
+                    validation_subjects=(5,),
+                    description="Skeleton and 8-frame 48x48 depth clips; subject 5 held out as "
+                                "validation instead of 7."),
       UtdMhadConfig(name="skeleton_depth_k16_s48", clip_length=16, image_size=48,
                     description="Skeleton and 16-frame 48x48 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k16_s32", clip_length=16, image_size=32,
