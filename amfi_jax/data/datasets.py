@@ -131,7 +131,8 @@ def _embedded(data_cfg, data_root: str) -> Dataset:
     if jax.process_index() == 0:
       done = os.path.join(raw, "COMPLETE")
       if not os.path.exists(done):
-        synthetic.generate(raw, generated)
+        # One process per CPU: the files are the same whatever the count (so is the digest).
+        synthetic.generate(raw, dataclasses.replace(generated, workers=os.cpu_count() or 1))
         open(done, "w").close()
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(manual_dir=raw))
