@@ -33,7 +33,8 @@ tx = optim.make_optimizer(config.train.skeleton,
                           optim.resolve_schedule(config.train.skeleton, 64, "skeleton"), "skeleton")
 mesh = parallel.make_mesh(4, 2)
 rng = np.random.default_rng(0)
-batch = {"skeleton": rng.normal(size=(8, 6, 16, 25, 2)).astype(np.float32),
+channels = config.model.skeleton.in_channels
+batch = {"skeleton": rng.normal(size=(8, channels, 16, 25, 2)).astype(np.float32),
          "label": rng.integers(0, 8, 8).astype(np.int32)}
 build = lambda: build_model(config.model, "skeleton")
 out = {}

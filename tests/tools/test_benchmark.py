@@ -78,8 +78,11 @@ def report(workdir, tmp_path_factory) -> dict:
 
 def test_report_describes_the_run(report):
   assert report["stage"] == "skeleton" and report["batch_size"] == BATCH
-  # Demo skeleton input: joints + bones (6 channels), 16 frames, 25 joints, 2 persons.
-  assert report["inputs"] == {"skeleton": {"shape": [BATCH, 6, 16, 25, 2], "dtype": "float32"},
+  # The demo's skeleton stream (joints, bones, motions: 12 channels) resampled to 32 frames,
+  # 25 joints, 2 persons.
+  data, skeleton = tiny_config().data, tiny_config().model.skeleton
+  assert (skeleton.in_channels, data.skeleton_frames) == (12, 32)
+  assert report["inputs"] == {"skeleton": {"shape": [BATCH, 12, 32, 25, 2], "dtype": "float32"},
                               "label": {"shape": [BATCH], "dtype": "int32"}}
   assert report["dtype"] == "float32"
   assert report["backend"] == "cpu" and report["device_count"] == jax.device_count()

@@ -68,7 +68,7 @@ def test_exported_logits_equal_the_trained_models_at_every_batch_size(exported, 
   assert metadata["class_names"] == info["class_names"]
   assert metadata["platforms"] == ["cpu", "cuda", "tpu"]
   assert metadata["checkpoint"]["step"] == run.stage(name).read_result()["best_step"]
-  assert metadata["preprocessing"]["skeleton_stream"] == "joint_bone"
+  assert metadata["preprocessing"]["skeleton_stream"] == "joint_bone_motion"
   assert metadata["cpu_compiler_options"] == conv.CPU_STEP_COMPILER_OPTIONS
   assert model.compiler_options == conv.CPU_STEP_COMPILER_OPTIONS  # this is a CPU backend
   for batch_size, (inputs, want) in cases.items():
@@ -174,7 +174,7 @@ def test_existing_output_is_kept_unless_overwrite(exported, trained, tmp_path):
 def test_loader_names_the_input_that_does_not_fit(exported):
   model = serving.load(exported["fusion"][0])
   inputs, _ = exported["fusion"][1][1]
-  with pytest.raises(ValueError, match=r"Input 'skeleton': expected shape \(b, 6, 32, 25, 2\)"):
+  with pytest.raises(ValueError, match=r"Input 'skeleton': expected shape \(b, 12, 32, 25, 2\)"):
     model(rgb=inputs["rgb"], skeleton=inputs["skeleton"][:, :3])
   with pytest.raises(ValueError, match="Input 'rgb': expected dtype uint8, got float32"):
     model(rgb=inputs["rgb"].astype(np.float32), skeleton=inputs["skeleton"])

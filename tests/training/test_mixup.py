@@ -63,7 +63,8 @@ def test_train_step_trains_on_the_mixed_batch():
                             "skeleton")
   mesh = parallel.make_mesh(1, 1)
   rng = np.random.default_rng(0)
-  batch = {"skeleton": rng.normal(size=(8, 6, 16, 25, 2)).astype(np.float32),
+  channels = config.model.skeleton.in_channels  # the demo's skeleton stream
+  batch = {"skeleton": rng.normal(size=(8, channels, 16, 25, 2)).astype(np.float32),
            "label": rng.integers(0, 8, 8).astype(np.int32)}
   build = lambda: build_model(config.model, "skeleton")
   layout = state_layout(build, stage, tx, mesh, parallel.rules_from(dict(config.mesh.rules)))
