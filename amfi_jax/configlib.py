@@ -207,6 +207,12 @@ def demo(config: ml_collections.ConfigDict) -> None:
   # minutes (docs/results.md).
   motion(config)
   config.data.skeleton_frames = 32
+  # Augmented so that the skeleton stream cannot memorise its training samples: without it it
+  # fits the RGB-only twins too (training accuracy 0.99 against its 75 % cap), so the fusion head
+  # on the frozen streams never needs the RGB feature and follows the skeleton stream (fusion
+  # validation 79.2 %, test 76.6 %); with it the stream trains at its cap and the fusion reads
+  # the colour cues from the RGB stream (validation 89.6 %, test 85.4 %; docs/results.md).
+  config.data.skeleton_augment.enabled = True
   t = config.train
   # (epochs, learning rate, batch): the fusion head starts from scratch, so it gets a larger
   # rate than the paper's 0.01 for the few steps a demo can afford. The RGB stream underfits
