@@ -201,25 +201,18 @@ def demo(config: ml_collections.ConfigDict) -> None:
   m.skeleton.width_multiplier = 0.125  # 8 … 64 channels, matching the RGB width
   m.fusion.se_reduction = 4
   # Joints, bones and their frame-to-frame motions, resampled to 32 frames: the motions carry
-  # the finger and toe cycles that tell the generated skeleton-only twins apart. With joints +
-  # bones the tiny AGCN stayed at the pair level (test 50.5 %, 16 epochs); with motions it
-  # reaches 74.5 % (the twins' 75 % cap) in 48 epochs, which 32 frames keep within the demo's
-  # minutes (docs/results.md).
+  # the finger and toe cycles that tell the generated skeleton-only twins apart, which joints
+  # + bones alone never did; 32 frames keep the 48 epochs this needs within the demo's minutes.
   motion(config)
   config.data.skeleton_frames = 32
-  # Augmented so that the skeleton stream cannot memorise its training samples: without it it
-  # fits the RGB-only twins too (training accuracy 0.99 against its 75 % cap), so the fusion head
-  # on the frozen streams never needs the RGB feature and follows the skeleton stream (fusion
-  # validation 79.2 %, test 76.6 %); with it the stream trains at its cap and the fusion reads
-  # the colour cues from the RGB stream (validation 87.5 %, test 82.8 %, both with the RGB
-  # stream's earlier 32 epochs; docs/results.md).
+  # Augmented so that the skeleton stream cannot memorise its training samples, RGB-only twins
+  # included: a stream that is right on every training sample leaves the fusion head on the
+  # frozen streams no reason to read the RGB feature.
   config.data.skeleton_augment.enabled = True
   t = config.train
   # (epochs, learning rate, batch): the fusion head starts from scratch, so it gets a larger
-  # rate than the paper's 0.01 for the few steps a demo can afford. The RGB stream underfits
-  # (training accuracy ~0.5 after 16 epochs of batch 16, still rising): batches of 8 for 48
-  # epochs, six times the updates, lifted its test top-1 from 38 to 62 % (mean of 3 and 2
-  # seeds; docs/results.md).
+  # rate than the paper's 0.01 for the few steps a demo can afford. The RGB stream underfit at
+  # 16 epochs of batch 16, so it gets six times those updates. Measurements: docs/results.md.
   for name, epochs, lr, batch in (("rgb", 48, 0.1, 8), ("skeleton", 48, 0.1, 16),
                                   ("fusion", 8, 0.05, 16)):
     t[name].batch_size = batch

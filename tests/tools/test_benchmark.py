@@ -80,8 +80,8 @@ def test_report_describes_the_run(report):
   assert report["stage"] == "skeleton" and report["batch_size"] == BATCH
   # The demo's skeleton stream (joints, bones, motions: 12 channels) resampled to 32 frames,
   # 25 joints, 2 persons.
-  data, skeleton = tiny_config().data, tiny_config().model.skeleton
-  assert (skeleton.in_channels, data.skeleton_frames) == (12, 32)
+  config = tiny_config()
+  assert (config.model.skeleton.in_channels, config.data.skeleton_frames) == (12, 32)
   assert report["inputs"] == {"skeleton": {"shape": [BATCH, 12, 32, 25, 2], "dtype": "float32"},
                               "label": {"shape": [BATCH], "dtype": "int32"}}
   assert report["dtype"] == "float32"
