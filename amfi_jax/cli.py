@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags
 
-from amfi_jax import errors
+from amfi_jax import errors, host_memory
 
 VERBOSE_ENV = "AMFI_JAX_VERBOSE"
 USER_ERROR_STATUS = 2
@@ -75,7 +75,9 @@ def config_value(holder: flags.FlagHolder, flag: str = "--config"):
 
 
 def run(main) -> None:
-  """`absl.app.run(main)` with user errors reported as messages (see the module docstring)."""
+  """`absl.app.run(main)` with user errors reported as messages (see the module docstring), the
+  host allocator set up first (`host_memory.reuse_freed_memory`: before JAX starts its threads)."""
+  host_memory.reuse_freed_memory()
   def guarded(argv):
     try:
       return main(argv)

@@ -47,6 +47,12 @@ def _xla_flags(optimization_level: int) -> str:
 os.environ["XLA_FLAGS"] = _xla_flags(0)
 _SUBPROCESS_XLA_FLAGS = _xla_flags(1)
 
+# The host allocator of the command-line entry points (amfi_jax/host_memory.py), so steps run in
+# a test process as they do under `python -m amfi_jax...` (whose subprocesses set it themselves).
+from amfi_jax import host_memory  # pylint: disable=wrong-import-position
+
+host_memory.reuse_freed_memory()
+
 
 def cpu_env(devices: int | None = None, **extra: str) -> dict[str, str]:
   """The environment for a subprocess a test starts: this one's (the compilation cache

@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from amfi_jax import parallel
+from amfi_jax.models import conv
 from amfi_jax.models import layers as blocks  # `layers` is also an AGCN argument
 from amfi_jax.models.graphs import SkeletonGraph, get_graph
 from amfi_jax.models.outputs import ModelOutput
@@ -103,12 +104,37 @@ class AdaptiveGraphConv(nnx.Module):
     per_sample = jax.nn.softmax(scores / (self.inter * t), axis=-2)
     adjacency = jnp.asarray(self.graph.adjacency) + self.PA[...]
     graph = (per_sample + adjacency[None]).astype(self.dtype)
-    aggregated = jnp.einsum("ntvc,nkvw->nktwc", x, graph)
-    z = jnp.einsum("nktwc,kcd->ntwd", aggregated, cast(self.conv_d_kernel))
+    kernel = cast(self.conv_d_kernel)
+    if conv.uses_rewrite():
+      z = _graph_conv_channels_last(x, graph, kernel)
+    else:
+      aggregated = jnp.einsum("ntvc,nkvw->nktwc", x, graph)
+      z = jnp.einsum("nktwc,kcd->ntwd", aggregated, kernel)
     z = z + cast(self.conv_d_bias).sum(axis=0)
     y = self.bn(z)
     y = y + (x if self.down is None else self.down_bn(self.down(x)))
     return nnx.relu(y)
+
+
+def _graph_conv_channels_last(x: jax.Array, graph: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Σ_k W_k x G_k, (N, T, V, C) × (N, K, V, W) × (K, C, D) → (N, T, W, D), without transposes.
+
+  The CPU formulation (other backends keep the two einsums): XLA's CPU backend materialises every
+  transpose its einsums need, and the einsums need the (N, K, T, W, C) product in two layouts,
+  forward and backward. Projecting first is one matrix product whose output is already
+  (N, T, V, K, D); the graph, broadcast over time (N·T·W·V·K values, about the size of one
+  activation), then contracts (V, K) per (sample, frame) as a batched matrix product whose output
+  is the (N, T, W, D) layout itself. (Aggregating first, on the smaller C of a widening unit,
+  measured no faster in the whole network.) Measured in docs/benchmarks.md.
+  """
+  n, t, v, c = x.shape
+  k, _, d = kernel.shape
+  w = graph.shape[-1]
+  projected = x.reshape(n * t * v, c) @ kernel.transpose(1, 0, 2).reshape(c, k * d)
+  per_frame = jnp.broadcast_to(graph.transpose(0, 3, 2, 1).reshape(n, 1, w, v * k),
+                               (n, t, w, v * k))
+  return jax.lax.dot_general(per_frame, projected.reshape(n, t, v * k, d),
+                             (((3,), (2,)), ((0, 1), (0, 1))))
 
 
 class TemporalConv(nnx.Module):

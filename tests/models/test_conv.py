@@ -200,3 +200,37 @@ def test_step_compiler_options_leave_the_users_xla_flags_and_other_backends_alon
   gpu_mesh = type("Mesh", (), {"devices": np.array([FakeDevice()])})()
   monkeypatch.delenv("XLA_FLAGS")
   assert conv_lib.step_compiler_options(gpu_mesh) is None
+
+
+# --- the AGCN's graph convolution, formulated for CPU under the same switch ----------------------
+
+@pytest.mark.parametrize("in_ch,out_ch", [(3, 8), (8, 8), (8, 6)])
+def test_graph_convolution_values_and_gradients_equal_the_einsum_form(in_ch, out_ch):
+  from amfi_jax.models import agcn, graphs
+  module = agcn.AdaptiveGraphConv(in_ch, out_ch, graphs.get_graph("ntu"), dtype=jnp.float32,
+                                  rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(2)
+  # Random adaptive parts and BatchNorm scale, so every term reaches the output and its gradient.
+  module.PA[...] = jnp.asarray(rng.standard_normal(module.PA[...].shape, np.float32))
+  module.bn.scale[...] = jnp.ones(out_ch)
+  x = jnp.asarray(rng.standard_normal((2, 7, 25, in_ch), np.float32))
+  cotangent = jnp.asarray(rng.standard_normal((2, 7, 25, out_ch), np.float32))
+  graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+  def outputs_and_grads(impl):
+    def loss(params, x):
+      with conv_lib.conv_impl(impl):
+        y = nnx.merge(graphdef, params, rest, copy=True)(x)
+      return jnp.sum(y * cotangent), y
+    (dparams, dx), y = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))(params, x)
+    return [y, dx] + jax.tree.leaves(dparams)
+
+  got, want = outputs_and_grads("matmul"), outputs_and_grads("native")
+  assert len(got) == len(want)
+  # One scale for all: some gradients are zero in exact arithmetic (θ's bias: a shift the softmax
+  # over the first joint axis cancels; conv_d's bias: a shift BatchNorm removes) and hold only
+  # the rounding noise of sums of terms of the size of the others.
+  atol = 2e-5 * max(float(jnp.abs(w).max()) for w in want)
+  for got, want in zip(got, want):
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=atol)
