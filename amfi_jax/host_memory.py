@@ -55,6 +55,11 @@ def reuse_freed_memory() -> bool:
   return _configured
 
 
+def is_reused() -> bool:
+  """Whether `reuse_freed_memory` has taken effect in this process."""
+  return bool(_configured)
+
+
 def _glibc():
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -53,7 +53,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from amfi_jax import cli, configlib, distributed, parallel
+from amfi_jax import cli, configlib, distributed, host_memory, parallel
 from amfi_jax import workdir as workdir_lib
 from amfi_jax.data import datasets, pipeline
 from amfi_jax.models import conv as conv_lib
@@ -185,7 +185,8 @@ def environment(mesh, impl: str) -> dict:
   return {"backend": jax.default_backend(), "device_kind": device.device_kind,
           "device_count": int(mesh.size), "process_count": jax.process_count(),
           "mesh": dict(mesh.shape), "conv_impl": impl,
-          "conv_rewrite": conv_lib.uses_rewrite(device.platform, impl)}
+          "conv_rewrite": conv_lib.uses_rewrite(device.platform, impl),
+          "host_memory_reused": host_memory.is_reused()}  # set by cli.run before JAX started
 
 
 def example_specs(source, **pipeline_kwargs) -> dict[str, np.ndarray]:

@@ -88,6 +88,8 @@ def test_report_describes_the_run(report):
   assert report["backend"] == "cpu" and report["device_count"] == jax.device_count()
   assert report["mesh"] == {"data": jax.device_count(), "model": 1}
   assert report["conv_impl"] == "matmul" and report["conv_rewrite"] is True
+  # The suite sets the entry points' allocator (tests/conftest.py) on Linux.
+  assert report["host_memory_reused"] is sys.platform.startswith("linux")
 
 
 def test_report_figures_are_consistent(report):
@@ -101,9 +103,10 @@ def test_report_figures_are_consistent(report):
       report["model_flops_per_step"] / step["median_s"])
   assert report["peak_source"].startswith("measured") and report["peak_flops_per_s"] > 0
   assert 0 < report["fraction_of_peak"] < 1.5
-  # The rewrite's kernel gradients are scans: XLA's count sees each body once, and says so.
+  # The rewrite's kernel gradients are scans: XLA's count sees each body once, and says so. (The
+  # two counts are not ordered: the CPU graph convolution projects before it aggregates, which
+  # costs more multiply-adds than the native order where a unit widens.)
   assert "in while loops" in report["flops_note"]
-  assert report["flops_per_step"] < report["model_flops_per_step"]
   forward = report["forward"]
   assert 0 < forward["model_flops_per_step"] < report["model_flops_per_step"]
   assert forward["step"]["median_s"] > 0 and forward["share_of_train_step"] > 0
