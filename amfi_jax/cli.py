@@ -77,9 +77,9 @@ def config_value(holder: flags.FlagHolder, flag: str = "--config"):
 def run(main) -> None:
   """`absl.app.run(main)` with user errors reported as messages (see the module docstring), the
   host allocator set up first (`host_memory.reuse_freed_memory`: before JAX starts its threads)."""
-  host_memory.reuse_freed_memory()
   def guarded(argv):
     try:
+      host_memory.reuse_freed_memory()  # JAX starts its threads in `main`, not before
       return main(argv)
     except errors.UserError as e:
       if _verbose(sys.argv):

@@ -12,8 +12,9 @@ reused by the next step and the faults disappear.
 `reuse_freed_memory()` sets that with `mallopt`; command-line entry points call it first (through
 `amfi_jax.cli.run`), before JAX starts its thread pools, so their threads share the main arena.
 It changes where memory comes from, never what is computed. The process keeps the peak of its
-heap for its lifetime instead of returning it, which suits a training or serving process. It does
-nothing where the C library is not glibc; AMFI_JAX_MALLOC=system keeps the C library's defaults.
+heap for its lifetime instead of returning it, which suits a training process (a batch-1
+exported model gains nothing: docs/deployment.md). It does nothing where the C library is not
+glibc; AMFI_JAX_MALLOC=system keeps the C library's defaults.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ import ctypes.util
 import os
 import sys
 
+from amfi_jax import errors
+
 MALLOC_ENV = "AMFI_JAX_MALLOC"
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
-# mallopt takes an int: the largest trim threshold it can express (2 GiB of free memory at the
-# top of the heap before any is returned).
+# mallopt takes an int but glibc stores the trim threshold as a size_t, so -1 means "never": a
+# paper-size train step frees more than the 2 GiB of the largest positive int, and a trim would
+# hand that back to be faulted in again by the next step.
 _NEVER_TRIM = -1
 
 _configured: bool | None = None
@@ -39,13 +43,18 @@ _configured: bool | None = None
 def reuse_freed_memory() -> bool:
   """One malloc arena, no separately mapped blocks, no trimming; True if it took effect.
 
-  Call before any thread that will allocate large buffers has started (idempotent).
+  Call before any thread that will allocate large buffers has started (idempotent). A value of
+  AMFI_JAX_MALLOC other than 'system' is a UserError.
   """
   global _configured
   if _configured is not None:
     return _configured
+  setting = os.environ.get(MALLOC_ENV, "")
+  if setting not in ("", "system"):
+    raise errors.UserError(f"{MALLOC_ENV}={setting!r}: set it to 'system' (the C library's "
+                           "default allocation) or leave it unset")
   _configured = False
-  if os.environ.get(MALLOC_ENV, "") == "system" or not sys.platform.startswith("linux"):
+  if setting == "system" or not sys.platform.startswith("linux"):
     return False
   libc = _glibc()
   if libc is None:

@@ -56,3 +56,13 @@ def test_system_setting_keeps_the_c_library_defaults():
   configured, faults = _probe(AMFI_JAX_MALLOC="system")
   assert not configured
   assert faults > 100_000  # glibc maps and unmaps each block: every round faults it in again
+
+
+def test_a_misspelt_setting_is_a_user_error_naming_the_variable(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "amfi_jax.main", "--config=configs/fusion.py:demo",
+       f"--workdir={tmp_path / 'w'}"], env=dict(os.environ, AMFI_JAX_MALLOC="sytem"),
+      capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert result.returncode == 2
+  assert "AMFI_JAX_MALLOC='sytem'" in result.stderr and "Traceback" not in result.stderr
+  assert not (tmp_path / "w").exists()  # refused before any work
