@@ -237,6 +237,16 @@ def test_utd_mhad_whole_release_split_counts_by_name():
           for name in by_split["validation"]} == {5}
 
 
+def test_utd_mhad_val5_configs_differ_from_their_clips_only_in_the_held_out_subject():
+  named = {c.name: c for c in utd_mhad_builder.UtdMhad.BUILDER_CONFIGS}
+  val5 = [name for name in named if name.endswith("_val5")]
+  assert {"skeleton_depth_k8_s48_val5", "skeleton_depth_k16_s48_val5"} <= set(val5)
+  for name in val5:
+    fields, base = named[name].data_fields(), named[name[:-len("_val5")]].data_fields()
+    assert fields.pop("validation_subjects") == (5,) and base.pop("validation_subjects") == (7,)
+    assert fields == base, name
+
+
 def test_utd_mhad_config_depth_values():
   named = {c.name: c for c in utd_mhad_builder.UtdMhad.BUILDER_CONFIGS}
   assert named["skeleton_depth_k8_s48_relative"].depth_values == "relative"

@@ -128,6 +128,12 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
                                 "validation instead of 7."),
       UtdMhadConfig(name="skeleton_depth_k16_s48", clip_length=16, image_size=48,
                     description="Skeleton and 16-frame 48x48 depth clips."),
+      UtdMhadConfig(name="skeleton_depth_k16_s48_val5", clip_length=16, image_size=48,
+                    validation_subjects=(5,),
+                    description="skeleton_depth_k16_s48 with subject 5 held out as validation "
+                                "instead of 7."),
+      UtdMhadConfig(name="skeleton_depth_k32_s48", clip_length=32, image_size=48,
+                    description="Skeleton and 32-frame 48x48 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k16_s32", clip_length=16, image_size=32,
                     description="Skeleton and 16-frame 32x32 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k32_s32", clip_length=32, image_size=32,
