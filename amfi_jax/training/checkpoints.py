@@ -29,15 +29,22 @@ class StageCheckpoints:
     without a selection metric); `best_step` then returns the latest step."""
     self.directory = os.path.abspath(directory)
     self.select_last = select_last
-    policy = checkpoint_managers.AnyPreservationPolicy([
-        checkpoint_managers.LatestN(n=max(1, keep_latest)),
-        checkpoint_managers.BestN(get_metric_fn=lambda m: m[SELECTION_METRIC], reverse=False,
-                                  n=1, keep_checkpoints_without_metrics=False),
-    ])
-    options = ocp.CheckpointManagerOptions(preservation_policy=policy,
-                                           enable_async_checkpointing=asynchronous,
-                                           best_fn=lambda m: m[SELECTION_METRIC],
-                                           best_mode="max", create=True)
+    latest = checkpoint_managers.LatestN(n=max(1, keep_latest))
+    if select_last:
+      # No metric to track: a `best_fn` would make Orbax warn at every save that none was given.
+      options = ocp.CheckpointManagerOptions(preservation_policy=latest,
+                                             enable_async_checkpointing=asynchronous,
+                                             create=True)
+    else:
+      policy = checkpoint_managers.AnyPreservationPolicy([
+          latest,
+          checkpoint_managers.BestN(get_metric_fn=lambda m: m[SELECTION_METRIC], reverse=False,
+                                    n=1, keep_checkpoints_without_metrics=False),
+      ])
+      options = ocp.CheckpointManagerOptions(preservation_policy=policy,
+                                             enable_async_checkpointing=asynchronous,
+                                             best_fn=lambda m: m[SELECTION_METRIC],
+                                             best_mode="max", create=True)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
   def save(self, step: int, state, data_iterator=None, *, metrics: dict | None = None,
