@@ -21,6 +21,10 @@ from amfi_jax.errors import ConfigError
 SELECTION_METRIC = "selection_top1"
 
 
+def _selection_metric(metrics: dict) -> float:
+  return metrics[SELECTION_METRIC]
+
+
 class StageCheckpoints:
 
   def __init__(self, directory: str, *, keep_latest: int, asynchronous: bool = True,
@@ -28,23 +32,19 @@ class StageCheckpoints:
     """`select_last`: the `final` protocol, whose reported checkpoint is the last one (saved
     without a selection metric); `best_step` then returns the latest step."""
     self.directory = os.path.abspath(directory)
-    self.select_last = select_last
     latest = checkpoint_managers.LatestN(n=max(1, keep_latest))
     if select_last:
-      # No metric to track: a `best_fn` would make Orbax warn at every save that none was given.
-      options = ocp.CheckpointManagerOptions(preservation_policy=latest,
-                                             enable_async_checkpointing=asynchronous,
-                                             create=True)
+      # No metric to track (a `best_fn` would make Orbax warn at every save that none was
+      # given); without one, Orbax's best step is the latest.
+      policy, tracking = latest, {}
     else:
       policy = checkpoint_managers.AnyPreservationPolicy([
-          latest,
-          checkpoint_managers.BestN(get_metric_fn=lambda m: m[SELECTION_METRIC], reverse=False,
-                                    n=1, keep_checkpoints_without_metrics=False),
-      ])
-      options = ocp.CheckpointManagerOptions(preservation_policy=policy,
-                                             enable_async_checkpointing=asynchronous,
-                                             best_fn=lambda m: m[SELECTION_METRIC],
-                                             best_mode="max", create=True)
+          latest, checkpoint_managers.BestN(get_metric_fn=_selection_metric, reverse=False, n=1,
+                                            keep_checkpoints_without_metrics=False)])
+      tracking = {"best_fn": _selection_metric, "best_mode": "max"}
+    options = ocp.CheckpointManagerOptions(preservation_policy=policy,
+                                           enable_async_checkpointing=asynchronous, create=True,
+                                           **tracking)
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
   def save(self, step: int, state, data_iterator=None, *, metrics: dict | None = None,
@@ -58,8 +58,6 @@ class StageCheckpoints:
     return self.manager.latest_step()
 
   def best_step(self) -> int | None:
-    if self.select_last:
-      return self.manager.latest_step()
     return self.manager.best_step()
 
   def restore(self, step: int, abstract_state, shardings, data_iterator=None):

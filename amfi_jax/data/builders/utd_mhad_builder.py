@@ -109,6 +109,20 @@ class _Job:
   config: dict[str, Any]
 
 
+def _with_subject_5_held_out(config: UtdMhadConfig) -> UtdMhadConfig:
+  """`config` with subject 5 instead of 7 as `validation`: a second held-out training subject for
+  choosing a recipe (`protocol=validation`)."""
+  return dataclasses.replace(config, name=f"{config.name}_val5", validation_subjects=(5,),
+                             description=f"{config.name} with subject 5 held out as validation "
+                                         "instead of 7.")
+
+
+_K8_S48 = UtdMhadConfig(name="skeleton_depth_k8_s48", clip_length=8, image_size=48,
+                        description="Skeleton and 8-frame 48x48 depth clips.")
+_K16_S48 = UtdMhadConfig(name="skeleton_depth_k16_s48", clip_length=16, image_size=48,
+                         description="Skeleton and 16-frame 48x48 depth clips.")
+
+
 class UtdMhad(tfds.core.GeneratorBasedBuilder):
   """UTD-MHAD: 27 actions, 8 subjects, 4 trials; skeleton, depth and optional RGB."""
 
@@ -118,20 +132,11 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
       UtdMhadConfig(name="skeleton_depth", description="Skeleton and depth (the shared copy)."),
       UtdMhadConfig(name="skeleton_depth_rgb", include_rgb=True,
                     description="Skeleton, depth and RGB (needs the _color.avi files)."),
+      _K8_S48,
+      _with_subject_5_held_out(_K8_S48),
       # The depth clips the CPU-sized depth stream of configs/utd_mhad.py reads.
-      UtdMhadConfig(name="skeleton_depth_k8_s48", clip_length=8, image_size=48,
-                    description="Skeleton and 8-frame 48x48 depth clips."),
-      # A second held-out training subject for choosing a recipe (`protocol=validation`).
-      UtdMhadConfig(name="skeleton_depth_k8_s48_val5", clip_length=8, image_size=48,
-                    validation_subjects=(5,),
-                    description="Skeleton and 8-frame 48x48 depth clips; subject 5 held out as "
-                                "validation instead of 7."),
-      UtdMhadConfig(name="skeleton_depth_k16_s48", clip_length=16, image_size=48,
-                    description="Skeleton and 16-frame 48x48 depth clips."),
-      UtdMhadConfig(name="skeleton_depth_k16_s48_val5", clip_length=16, image_size=48,
-                    validation_subjects=(5,),
-                    description="skeleton_depth_k16_s48 with subject 5 held out as validation "
-                                "instead of 7."),
+      _K16_S48,
+      _with_subject_5_held_out(_K16_S48),
       UtdMhadConfig(name="skeleton_depth_k32_s48", clip_length=32, image_size=48,
                     description="Skeleton and 32-frame 48x48 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k16_s32", clip_length=16, image_size=32,
