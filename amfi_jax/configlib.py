@@ -75,6 +75,10 @@ def data_config() -> ml_collections.ConfigDict:
       # > 0: skeleton sequences linearly resampled to this many frames when read (from their
       # stored frame_count), instead of the stored length padded by repetition.
       "skeleton_frames": 0,
+      # > 0: the model sees this many of each stored clip's K frames (K a multiple of it), one
+      # from each of equal groups: drawn at random in training (temporal augmentation, with
+      # `augment`), the groups' middle frames otherwise (`preprocessing.clips.select_clip_frames`).
+      "clip_frames": 0,
       "rgb_modality": "rgb",  # rgb | depth (UTD-MHAD; needs model.rgb.in_channels = 1)
       "augment": True,  # rotation / flip / scaling of clips in training (SPEC §3.3)
       # What `augment` does to clips (`preprocessing.clips.augment_clip`): rotations by multiples
@@ -481,6 +485,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 <= d.clip_augment.shift < 0.5:
     raise ConfigError("config.data.clip_augment.shift must be in [0, 0.5) (a fraction of the "
                       f"frame side), got {d.clip_augment.shift}")
+  if not isinstance(d.clip_frames, int) or d.clip_frames < 0:
+    raise ConfigError(f"config.data.clip_frames must be an integer ≥ 0, got {d.clip_frames!r}")
   check("data.skeleton_stream", d.skeleton_stream, SKELETON_STREAMS)
   check("data.rgb_modality", d.rgb_modality, tuple(RGB_STREAM_CHANNELS))
   # Fields that must agree: what the data pipeline feeds and what the model expects.

@@ -61,8 +61,25 @@ def _class_names(builder) -> tuple[str, ...]:
 def prepare(data_cfg, data_root: str) -> Dataset:
   """The run's dataset, generating and building the embedded one under `data_root` (a run's
   `workdir.RunDir.data`) when no dataset is configured."""
-  if not data_cfg.dataset:
-    return _embedded(data_cfg, data_root)
+  dataset = _embedded(data_cfg, data_root) if not data_cfg.dataset else _named(data_cfg, data_root)
+  _check_clip_frames(data_cfg, dataset.builder)
+  return dataset
+
+
+def _check_clip_frames(data_cfg, builder) -> None:
+  """config.data.clip_frames must divide the stored clips' frame count (before any training)."""
+  n = data_cfg.clip_frames
+  if not n:
+    return
+  features = builder.info.features
+  for key in ("clip", "rgb", "depth"):
+    if key in features and features[key].shape[0] % n:
+      raise ConfigError(f"config.data.clip_frames={n} must divide the {features[key].shape[0]} "
+                        f"frames of the stored {key!r} clips of {builder.info.full_name}; use "
+                        "a divisor, a dataset that stores more frames, or 0 (all)")
+
+
+def _named(data_cfg, data_root: str) -> Dataset:
   name = data_cfg.dataset
   if os.path.isfile(os.path.join(name, "dataset_info.json")):
     builder = tfds.builder_from_directory(name)

@@ -97,10 +97,11 @@ class _Select:
   skeleton_stream: str
   graph: graphs.SkeletonGraph | None
   skeleton_frames: int = 0
+  clip_frames: int = 0
 
   def __call__(self, index: int, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     out = samples.model_input(record, self.modalities, self.skeleton_stream, self.graph,
-                              self.skeleton_frames)
+                              self.skeleton_frames, self.clip_frames)
     out.update(label=np.int32(record["label"]), index=np.int32(index))
     return out
 
@@ -108,18 +109,24 @@ class _Select:
 @dataclasses.dataclass(frozen=True)
 class _Augment:
   """Random augmentation in training: clips (rotation / flip / scaling, SPEC §3.3) of image-like
-  modalities when `clips_on`, skeletons (`skeleton_augment.augment`) when `skeleton_kwargs`."""
+  modalities when `clips_on`, after drawing `clip_frames` of their stored frames at random
+  (`clips.select_clip_frames`) when > 0; skeletons (`skeleton_augment.augment`) when
+  `skeleton_kwargs`."""
 
   clip_kwargs: tuple[tuple[str, Any], ...] = ()
   clips_on: bool = True
   skeleton_kwargs: tuple[tuple[str, Any], ...] | None = None
+  clip_frames: int = 0
 
   def __call__(self, example: dict[str, np.ndarray], rng: np.random.Generator):
     out = dict(example)
     if self.clips_on:
       for modality in _AUGMENTED:
         if modality in out:
-          out[modality] = clips.augment_clip(out[modality], rng, **dict(self.clip_kwargs))
+          clip = out[modality]
+          if self.clip_frames:
+            clip = clips.select_clip_frames(clip, self.clip_frames, rng)
+          out[modality] = clips.augment_clip(clip, rng, **dict(self.clip_kwargs))
     if self.skeleton_kwargs is not None and "skeleton" in out:
       out["skeleton"] = _augment_skeleton(out["skeleton"], rng, dict(self.skeleton_kwargs))
     return out
@@ -175,7 +182,8 @@ def _read_options(num_threads: int, prefetch: int) -> grain.ReadOptions:
 def train_dataset(source, *, batch_size: int, seed: int,
                   modalities: Sequence[str] = ("rgb", "skeleton"),
                   skeleton_stream: str = "joint", graph: graphs.SkeletonGraph | None = None,
-                  skeleton_frames: int = 0, augment: bool = True, augment_kwargs: Mapping[str, Any] | None = None,
+                  skeleton_frames: int = 0, clip_frames: int = 0, augment: bool = True,
+                  augment_kwargs: Mapping[str, Any] | None = None,
                   skeleton_augment_kwargs: Mapping[str, Any] | None = None,
                   num_epochs: int | None = None, process_index: int | None = None,
                   process_count: int | None = None, num_threads: int = 4, prefetch: int = 4
@@ -191,6 +199,8 @@ def train_dataset(source, *, batch_size: int, seed: int,
       'joint_bone_motion' C=12).
     graph: skeleton layout for bones; inferred from the joint count when None.
     skeleton_frames: > 0: skeletons resampled to this many frames (from their `frame_count`).
+    clip_frames: > 0: clips reduced to this many of their stored frames, drawn at random from
+      equal groups when `augment` (`clips.select_clip_frames`), the groups' middles otherwise.
     augment: apply `augment_clip` to 'rgb' and 'depth'.
     augment_kwargs: keyword arguments for `augment_clip`.
     skeleton_augment_kwargs: when given, skeletons are augmented by `skeleton_augment.augment`
@@ -201,17 +211,20 @@ def train_dataset(source, *, batch_size: int, seed: int,
   """
   modalities = _check(source, modalities, skeleton_stream)
   index, count = _process(process_index, process_count)
-  ds = grain.MapDataset.source(source).map_with_index(
-      _Select(modalities, skeleton_stream, graph, skeleton_frames))
-  ds = ds.seed(seed).shuffle().repeat(num_epochs)
   clips_on = augment and any(m in _AUGMENTED for m in modalities)
+  # With the clip augmentation the random frame choice is part of it; without, the fixed one.
+  ds = grain.MapDataset.source(source).map_with_index(
+      _Select(modalities, skeleton_stream, graph, skeleton_frames,
+              0 if clips_on else clip_frames))
+  ds = ds.seed(seed).shuffle().repeat(num_epochs)
   skeleton_on = skeleton_augment_kwargs is not None and "skeleton" in modalities
   if clips_on or skeleton_on:
     # Before slicing: the random stream is keyed by the GLOBAL position, so the augmentation of
     # an example does not depend on how many processes share the work.
     ds = ds.random_map(_Augment(
         tuple(sorted((augment_kwargs or {}).items())), clips_on,
-        tuple(sorted(skeleton_augment_kwargs.items())) if skeleton_on else None))
+        tuple(sorted(skeleton_augment_kwargs.items())) if skeleton_on else None,
+        clip_frames if clips_on else 0))
   ds = ds[index::count]
   ds = ds.batch(batch_size, drop_remainder=True)
   return ds.to_iter_dataset(_read_options(num_threads, prefetch))
@@ -224,7 +237,8 @@ def eval_num_batches(num_records: int, batch_size: int, process_count: int) -> i
 
 def eval_dataset(source, *, batch_size: int, modalities: Sequence[str] = ("rgb", "skeleton"),
                  skeleton_stream: str = "joint", graph: graphs.SkeletonGraph | None = None,
-                 skeleton_frames: int = 0, process_index: int | None = None, process_count: int | None = None,
+                 skeleton_frames: int = 0, clip_frames: int = 0,
+                 process_index: int | None = None, process_count: int | None = None,
                  num_threads: int = 4, prefetch: int = 4) -> grain.IterDataset:
   """Every record exactly once, in record order, the last global batch padded.
 
@@ -236,7 +250,7 @@ def eval_dataset(source, *, batch_size: int, modalities: Sequence[str] = ("rgb",
   modalities = _check(source, modalities, skeleton_stream)
   index, count = _process(process_index, process_count)
   base = grain.MapDataset.source(source).map_with_index(
-      _Select(modalities, skeleton_stream, graph, skeleton_frames))
+      _Select(modalities, skeleton_stream, graph, skeleton_frames, clip_frames))
   num_batches = eval_num_batches(len(base), batch_size, count)
   ds = grain.MapDataset.range(num_batches * batch_size).map(
       _Padded(base, len(base), batch_size, index, count))

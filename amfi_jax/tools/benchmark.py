@@ -123,7 +123,7 @@ def run(config, opts: Options, config_name: str = "") -> dict:
     dataset = datasets.prepare(config.data, workdir_lib.RunDir(opts.workdir).data)
   setup = stage_setup.setup_stage(config, opts.stage, dataset, mesh)
   feed = dict(modalities=setup.stage.inputs, skeleton_stream=config.data.skeleton_stream,
-              skeleton_frames=config.data.skeleton_frames,
+              skeleton_frames=config.data.skeleton_frames, clip_frames=config.data.clip_frames,
               num_threads=config.data.num_threads, prefetch=config.data.prefetch)
   specs = example_specs(setup.train_source, **feed)
   report = {"stage": opts.stage, "config": config_name, "batch_size": batch_size,

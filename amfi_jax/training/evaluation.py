@@ -19,6 +19,7 @@ def evaluate(eval_step, state, source, *, stage, data_cfg, batch_size: int, mesh
   batches = pipeline.eval_dataset(source, batch_size=per_process, modalities=stage.inputs,
                                   skeleton_stream=data_cfg.skeleton_stream,
                                   skeleton_frames=data_cfg.skeleton_frames,
+                                  clip_frames=data_cfg.clip_frames,
                                   num_threads=data_cfg.num_threads, prefetch=data_cfg.prefetch)
   sharding = parallel.batch_sharding(mesh)
   acc = EvalAccumulator()

@@ -180,7 +180,7 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
   train_iter = iter(pipeline.train_dataset(
       sources["train"], batch_size=scfg.batch_size // jax.process_count(),
       seed=config.seed, modalities=stage.inputs, skeleton_stream=config.data.skeleton_stream,
-      skeleton_frames=config.data.skeleton_frames,
+      skeleton_frames=config.data.skeleton_frames, clip_frames=config.data.clip_frames,
       **stage_setup.augmentation(config, name), num_threads=config.data.num_threads,
       prefetch=config.data.prefetch))
   if latest is not None:

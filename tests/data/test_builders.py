@@ -240,7 +240,8 @@ def test_utd_mhad_whole_release_split_counts_by_name():
 def test_utd_mhad_val5_configs_differ_from_their_clips_only_in_the_held_out_subject():
   named = {c.name: c for c in utd_mhad_builder.UtdMhad.BUILDER_CONFIGS}
   val5 = [name for name in named if name.endswith("_val5")]
-  assert {"skeleton_depth_k8_s48_val5", "skeleton_depth_k16_s48_val5"} <= set(val5)
+  assert {"skeleton_depth_k8_s48_val5", "skeleton_depth_k16_s48_val5",
+          "skeleton_depth_k48_s48_spread_val5"} <= set(val5)
   for name in val5:
     fields, base = named[name].data_fields(), named[name[:-len("_val5")]].data_fields()
     assert fields.pop("validation_subjects") == (5,) and base.pop("validation_subjects") == (7,)
@@ -256,6 +257,7 @@ def test_utd_mhad_config_depth_values():
     utd_mhad_builder.UtdMhadConfig(name="x", depth_values="metres")
   assert named["skeleton_depth_k8_s48_mean"].data_fields()["depth_frames"] == "segment_mean"
   assert named["skeleton_depth_k8_s48"].depth_frames == "sample"
+  assert named["skeleton_depth_k48_s48_spread"].data_fields()["depth_frames"] == "spread"
   with pytest.raises(ValueError, match=r"depth_frames must be one of .*got 'max'"):
     utd_mhad_builder.UtdMhadConfig(name="x", depth_frames="max")
 

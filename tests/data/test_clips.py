@@ -10,7 +10,8 @@ import pytest
 from amfi_jax.data.readers.ntu_skeleton import read_skeleton
 from amfi_jax.data.preprocessing import clips as clips_module
 from amfi_jax.data.preprocessing.clips import (DEPTH_SCALE, RELATIVE_FLOOR, augment_clip,
-                                          crop_and_resize, crop_box, depth_crop, segment_means)
+                                          crop_and_resize, crop_box, depth_crop, segment_means,
+                                          select_clip_frames, spread_frame_indices)
 
 from tests.shared_data import shared_path
 
@@ -170,6 +171,44 @@ def test_segment_means_average_consecutive_equal_segments():
     segment_means(frames, 0)
   with pytest.raises(ValueError, match="at least one frame"):
     segment_means(frames[:0], 2)
+
+
+def test_spread_frame_indices_cover_the_whole_sequence():
+  np.testing.assert_array_equal(spread_frame_indices(48, 10), [0, 4, 9, 14, 19, 24, 28, 33, 38, 43])
+  np.testing.assert_array_equal(spread_frame_indices(50, 5), [0, 10, 20, 30, 40])
+  np.testing.assert_array_equal(spread_frame_indices(3, 6), [0, 0, 1, 1, 2, 2])  # T < K: repeats
+  for t in (41, 67, 125):  # the last K-th of the sequence is always reached
+    assert spread_frame_indices(t, 16)[-1] >= t - t // 16 - 1
+  with pytest.raises(ValueError, match="k > 0"):
+    spread_frame_indices(10, 0)
+
+
+def test_select_clip_frames_middle_of_each_group_without_rng():
+  clip = np.arange(12, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 1), np.float32)
+  np.testing.assert_array_equal(select_clip_frames(clip, 4)[:, 0, 0, 0], [1, 4, 7, 10])
+  np.testing.assert_array_equal(select_clip_frames(clip, 6)[:, 0, 0, 0], [0, 2, 4, 6, 8, 10])
+  np.testing.assert_array_equal(select_clip_frames(clip, 12)[:, 0, 0, 0], np.arange(12))
+  assert select_clip_frames(clip, 0) is clip
+
+
+def test_select_clip_frames_draws_one_frame_per_group_reproducibly():
+  clip = np.arange(48, dtype=np.float32)[:, None, None, None] * np.ones((1, 3, 3, 1), np.float32)
+  draws = [select_clip_frames(clip, 16, np.random.default_rng(seed))[:, 0, 0, 0]
+           for seed in range(20)]
+  for frames in draws:
+    assert frames.shape == (16,)
+    np.testing.assert_array_equal(frames // 3, np.arange(16))  # one from each group of 3
+  np.testing.assert_array_equal(draws[0], select_clip_frames(clip, 16, np.random.default_rng(0))[
+      :, 0, 0, 0])
+  offsets = np.stack(draws) % 3
+  assert set(np.unique(offsets)) == {0, 1, 2}  # every offset of a group is drawn
+  out = select_clip_frames(clip, 16, np.random.default_rng(0))
+  assert out.shape == (16, 3, 3, 1) and out.dtype == clip.dtype
+
+
+def test_select_clip_frames_rejects_a_count_that_does_not_divide_the_clip():
+  with pytest.raises(ValueError, match=r"config.data.clip_frames=5 must divide the 48 frames"):
+    select_clip_frames(np.zeros((48, 2, 2, 1)), 5)
 
 
 # --- augment_clip -------------------------------------------------------------------------------

@@ -88,6 +88,33 @@ def test_augmentation_is_random_but_reproducible_and_skeleton_untouched():
       aug["skeleton"], np.stack([records[i]["skeleton"] for i in aug["index"]]))
 
 
+def _depth_records(n: int, frames: int = 12) -> list[dict]:
+  # Frame f of record i holds the value 100 * i + f everywhere: the batch shows which it got.
+  values = 100 * np.arange(n)[:, None] + np.arange(frames)[None, :]
+  return [{"depth": np.broadcast_to(values[i][:, None, None, None], (frames, S, S, 1)
+                                    ).astype(np.float32), "label": 0} for i in range(n)]
+
+
+def test_clip_frames_drawn_per_group_in_training_and_the_middles_otherwise():
+  records = _depth_records(8)
+  kwargs = dict(batch_size=8, seed=1, modalities=("depth",), clip_frames=4, process_index=0,
+                process_count=1, augment_kwargs={"rotate": False, "flip": False, "scale": None})
+  aug = next(iter(pipeline.train_dataset(records, **kwargs)))
+  again = next(iter(pipeline.train_dataset(records, **kwargs)))
+  assert aug["depth"].shape == (8, 4, S, S, 1) and _equal(aug, again)
+  frames = aug["depth"][:, :, 0, 0, 0] - 100 * aug["index"][:, None]
+  np.testing.assert_array_equal(frames // 3, np.broadcast_to(np.arange(4), (8, 4)))
+  assert len(np.unique(frames % 3)) > 1  # not always the same frame of a group
+  middles = np.array([1, 4, 7, 10])
+  plain = next(iter(pipeline.train_dataset(records, augment=False, **kwargs)))
+  np.testing.assert_array_equal(plain["depth"][:, :, 0, 0, 0] - 100 * plain["index"][:, None],
+                                np.broadcast_to(middles, (8, 4)))
+  ev = next(iter(pipeline.eval_dataset(records, batch_size=8, modalities=("depth",),
+                                       clip_frames=4, process_index=0, process_count=1)))
+  np.testing.assert_array_equal(ev["depth"][:, :, 0, 0, 0],
+                                100 * np.arange(8)[:, None] + middles[None])
+
+
 def test_restored_iterator_state_gives_the_same_next_batch():
   records = _records(30)
 

@@ -254,6 +254,18 @@ def test_read_utd_sample_depth_frames_real(depth_frames):
   np.testing.assert_allclose(out["depth"], expected, rtol=1e-6, atol=1e-7)
 
 
+def test_read_utd_sample_spread_frames_reach_the_end_of_the_sequence():
+  from amfi_jax.data.preprocessing import clips, samples
+  depth_path = _folder("Depth") / "a1_s1_t1_depth.mat"
+  out = samples.read_utd_sample(str(_folder("Skeleton") / "a1_s1_t1_skeleton.mat"),
+                                str(depth_path), max_frames=128, clip_length=10, image_size=32,
+                                depth_frames="spread")
+  cropped = clips.depth_crop(read_depth_mat(depth_path), 32)  # 48 frames
+  # floor(i * 48 / 10); the paper's rule would stop at frame 36.
+  expected = cropped[[0, 4, 9, 14, 19, 24, 28, 33, 38, 43]]
+  np.testing.assert_allclose(out["depth"], expected, rtol=1e-6, atol=1e-7)
+
+
 def test_read_utd_sample_rejects_unknown_depth_frames():
   from amfi_jax.data.preprocessing import samples
   with pytest.raises(ValueError, match=r"depth_frames must be one of .*got 'max'"):

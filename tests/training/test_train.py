@@ -145,6 +145,7 @@ def test_predict_on_raw_ntu_files_matches_the_evaluation(trained_workdir, tiny_d
     ("model.fusion.kind", "sum", "config.model.fusion.kind"),
     ("model.skeleton.layers", "64,x", "config.model.skeleton.layers"),
     ("model.rgb.width_multiplier", -1.0, "config.model.rgb.width_multiplier"),
+    ("data.clip_frames", -4, "config.data.clip_frames"),
 ])
 def test_config_errors_name_the_field(tiny_dataset, field, value, message):
   config = tiny_config("fusion", tiny_dataset)
@@ -168,6 +169,12 @@ def test_data_errors_are_clear(tiny_dataset, tmp_path):
   config.data.data_dir = str(tmp_path / "empty")
   with pytest.raises(FileNotFoundError, match="amfi_jax.data.build"):
     loop.train_and_evaluate(config, str(tmp_path / "b"))
+  config = tiny_config("rgb", tiny_dataset)
+  config.data.clip_frames = 3  # the clips store 8 frames
+  with pytest.raises(ValueError, match=r"clip_frames=3 must divide the 8 frames of the stored "
+                                       r"'clip' clips"):
+    loop.train_and_evaluate(config, str(tmp_path / "d"))
+  assert not os.path.exists(tmp_path / "d" / "rgb")
   config = tiny_config("skeleton", tiny_dataset)
   config.train.skeleton.batch_size = 100
   with pytest.raises(ValueError, match="batch_size=100 exceeds the 24 training examples"):

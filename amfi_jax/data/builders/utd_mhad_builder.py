@@ -48,12 +48,12 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
   """What one UTD-MHAD build contains. Every field changes the written data, except num_workers.
 
   Attributes:
-    clip_length: K, depth (and RGB) frames sampled at equal intervals.
+    clip_length: K, depth (and RGB) frames sampled at equal intervals (`depth_frames`).
     image_size: S, side of the stored square depth / RGB frames.
     max_frames: T_max of the stored skeleton; the longest real sequence has 125 frames.
     include_rgb: store `rgb` from the `_color.avi` videos (absent from the skeleton+depth copy).
     depth_values: `absolute` or `relative` (`clips.depth_crop`).
-    depth_frames: `sample` or `segment_mean` (`clips.DEPTH_FRAMES`).
+    depth_frames: `sample`, `spread` or `segment_mean` (`clips.DEPTH_FRAMES`).
     validation_subjects: training subjects held out as `validation`; () = none.
     error_policy: 'raise' or 'skip' (as for NTU: skipped samples are listed in the metadata).
     num_workers: processes reading samples in parallel (0 = all CPUs). Does not change the data.
@@ -121,6 +121,10 @@ _K8_S48 = UtdMhadConfig(name="skeleton_depth_k8_s48", clip_length=8, image_size=
                         description="Skeleton and 8-frame 48x48 depth clips.")
 _K16_S48 = UtdMhadConfig(name="skeleton_depth_k16_s48", clip_length=16, image_size=48,
                          description="Skeleton and 16-frame 48x48 depth clips.")
+_K48_S48_SPREAD = UtdMhadConfig(
+    name="skeleton_depth_k48_s48_spread", clip_length=48, image_size=48, depth_frames="spread",
+    description="Skeleton and 48 depth frames spread over the whole sequence, 48x48: a store "
+                "to draw 16-frame clips from (config.data.clip_frames=16).")
 
 
 class UtdMhad(tfds.core.GeneratorBasedBuilder):
@@ -137,6 +141,8 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
       # The depth clips the CPU-sized depth stream of configs/utd_mhad.py reads.
       _K16_S48,
       _with_subject_5_held_out(_K16_S48),
+      _K48_S48_SPREAD,
+      _with_subject_5_held_out(_K48_S48_SPREAD),
       UtdMhadConfig(name="skeleton_depth_k32_s48", clip_length=32, image_size=48,
                     description="Skeleton and 32-frame 48x48 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k16_s32", clip_length=16, image_size=32,

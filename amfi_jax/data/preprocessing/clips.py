@@ -23,9 +23,12 @@ DEPTH_VALUES = ("absolute", "relative")
 RELATIVE_PERCENTILES = (1.0, 99.0)
 RELATIVE_FLOOR = 0.1
 # What each of a depth clip's K stored frames is: `sample`, the frame at the start of its
-# interval (`video.sample_frame_indices`, the paper's rule), or `segment_mean`, the mean of all
-# frames of its K-th of the sequence (`segment_means`), which keeps the path a moving hand took.
-DEPTH_FRAMES = ("sample", "segment_mean")
+# interval (`video.sample_frame_indices`, the paper's rule: frames 0, d, ..., (K-1)d with
+# d = floor(T/K), which leaves out the last T - (K-1)d - 1 frames, 15 % of a UTD-MHAD sequence on
+# average at K = 16), `spread`, frames floor(i·T/K) (`spread_frame_indices`: the whole sequence,
+# what a store for `select_clip_frames` needs), or `segment_mean`, the mean of all frames of its
+# K-th of the sequence (`segment_means`), which keeps the path a moving hand took.
+DEPTH_FRAMES = ("sample", "spread", "segment_mean")
 
 
 def crop_box(color_xy: np.ndarray, frame_hw: tuple[int, int], crop_size: int = CROP_SIZE,
@@ -171,6 +174,40 @@ def depth_crop(depth: np.ndarray, size: int, values: str = "absolute") -> np.nda
   rows_t = cols.transpose(0, 2, 1).reshape(num_frames * size, side) @ weights.T
   resized = rows_t.reshape(num_frames, size, size).transpose(0, 2, 1)
   return np.clip(resized, 0.0, 1.0)[..., None].astype(np.float32)
+
+
+def spread_frame_indices(num_frames: int, k: int) -> np.ndarray:
+  """Indices floor(i·T/K), i < K: K frames spread over the whole T-frame sequence (first to
+  last K-th), repeating frames only when T < K (then as `video.sample_frame_indices` does)."""
+  if k <= 0 or num_frames <= 0:
+    raise ValueError(f"need k > 0 and num_frames > 0, got k={k}, num_frames={num_frames}")
+  return (np.arange(k, dtype=np.int64) * num_frames) // k
+
+
+def select_clip_frames(clip: np.ndarray, clip_frames: int,
+                       rng: np.random.Generator | None = None) -> np.ndarray:
+  """`clip_frames` of a stored clip's K frames, one from each of `clip_frames` consecutive
+  groups of m = K / clip_frames stored frames (segment sampling as in TSN): a random frame of
+  each group with `rng` (the training augmentation: the model sees other moments of the action
+  every epoch), the middle one, (m - 1) // 2, without (evaluation, deterministic).
+
+  Args:
+    clip: (K, ...) stored frames, K a multiple of `clip_frames`.
+    clip_frames: frames the model sees; 0 keeps the clip as stored.
+
+  Returns:
+    (clip_frames, ...), a new array (or `clip` itself when clip_frames is 0).
+  """
+  if clip_frames == 0:
+    return clip
+  stored = len(clip)
+  if clip_frames < 0 or stored % clip_frames:
+    raise ValueError(f"config.data.clip_frames={clip_frames} must divide the {stored} frames "
+                     "the dataset stores per clip (0 uses them all)")
+  group = stored // clip_frames
+  offsets = (rng.integers(group, size=clip_frames) if rng is not None
+             else np.full(clip_frames, (group - 1) // 2))
+  return clip[np.arange(clip_frames) * group + offsets]
 
 
 def segment_means(frames: np.ndarray, k: int) -> np.ndarray:

@@ -96,6 +96,8 @@ def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: i
     cropped = clips.depth_crop(depth, image_size, depth_values)
     if depth_frames == "segment_mean":
       frames = clips.segment_means(cropped, clip_length)
+    elif depth_frames == "spread":
+      frames = cropped[clips.spread_frame_indices(len(depth), clip_length)]
     else:
       frames = cropped[video.sample_frame_indices(len(depth), clip_length)]
     out["depth"] = np.ascontiguousarray(frames, dtype=np.float32)
@@ -150,11 +152,12 @@ def skeleton_input(joints: np.ndarray, skeleton_stream: str,
 
 
 def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton_stream: str,
-                graph: graphs.SkeletonGraph | None = None, skeleton_frames: int = 0
-                ) -> dict[str, np.ndarray]:
+                graph: graphs.SkeletonGraph | None = None, skeleton_frames: int = 0,
+                clip_frames: int = 0) -> dict[str, np.ndarray]:
   """Stored features (a dataset record or `read_*_sample`'s output) → {modality: model input}:
   `rgb` uint8 (K, S, S, 3), `depth` float32 (K, S, S, 1), `skeleton` float32 (C, T, V, M), T
-  resampled to `skeleton_frames` when > 0."""
+  resampled to `skeleton_frames` when > 0, K reduced to `clip_frames` when > 0 (the middle frame
+  of each group, `clips.select_clip_frames`; training draws them at random instead)."""
   out = {}
   for modality in modalities:
     value = next(features[f] for f in FEATURES[modality] if f in features)
@@ -164,7 +167,7 @@ def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton
           value, skeleton_stream, graph, num_frames=skeleton_frames,
           frame_count=None if frame_count is None else int(frame_count))
     elif modality == "rgb":
-      out["rgb"] = np.asarray(value, np.uint8)
+      out["rgb"] = clips.select_clip_frames(np.asarray(value, np.uint8), clip_frames)
     else:
-      out[modality] = np.asarray(value, np.float32)
+      out[modality] = clips.select_clip_frames(np.asarray(value, np.float32), clip_frames)
   return out
