@@ -21,7 +21,7 @@ from amfi_jax.models.graphs import GRAPHS
 from amfi_jax.models.fusion import ASSOCIATIONS, DECISION_MODALITIES, FUSIONS
 from amfi_jax.models.resnet3d import INPUT_NORMALIZATIONS
 from amfi_jax.training.optim import SCHEDULES
-from amfi_jax.workdir import STAGES
+from amfi_jax.workdir import STAGES, STREAM_STAGES
 
 
 RGB_STREAM_CHANNELS = {"rgb": 3, "depth": 1}
@@ -136,6 +136,11 @@ def stage_config(*, batch_size, num_epochs, learning_rate, weight_decay, decay_e
       # > 0: mixup in training (Zhang et al. 2018): each batch blended with itself reversed by a
       # factor drawn from Beta(mixup, mixup), the loss likewise on both labels. 0 = off (paper).
       "mixup": 0.0,
+      # A stream stage only: the other stream ('rgb' or 'skeleton', trained earlier in
+      # config.stages) whose features this stream's learn to point along, with weight
+      # distill_weight (`training.distillation`). '' = off (paper).
+      "distill_from": "",
+      "distill_weight": 1.0,
   })
 
 
@@ -443,6 +448,30 @@ def _validate_stage(t: ml_collections.ConfigDict, field: str) -> None:
     raise ConfigError(f"{field}.mixup must be a finite number ≥ 0 (0 = off), got {t.mixup}")
 
 
+def _validate_distillation(config: ml_collections.ConfigDict) -> None:
+  """`config.train.<stage>.distill_from`: a stream learns from the other, trained before it."""
+  for stage in STAGES:
+    t = config.train[stage]
+    teacher = t.distill_from
+    if not teacher:
+      continue
+    field = f"config.train.{stage}.distill_from"
+    if stage not in STREAM_STAGES or teacher not in STREAM_STAGES or teacher == stage:
+      raise ConfigError(f"{field}={teacher!r}: only a stream stage ({' or '.join(STREAM_STAGES)}) "
+                        "learns from the other stream; leave it '' elsewhere")
+    stages = tuple(config.stages)
+    # A teacher not listed must have finished in the workdir (checked when the stage starts).
+    if stage in stages and teacher in stages[stages.index(stage):]:
+      raise ConfigError(f"{field}={teacher!r} needs the {teacher} stage to train first: list "
+                        f"it before {stage!r} in config.stages (got {stages})")
+    if not t.distill_weight > 0:
+      raise ConfigError(f"config.train.{stage}.distill_weight must be > 0 with {field} set, "
+                        f"got {t.distill_weight}")
+    if t.mixup:
+      raise ConfigError(f"config.train.{stage}.mixup and {field} do not combine: a blended "
+                        "sample has no teacher features")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises a ValueError naming the config field for values the code cannot use."""
   def check(field, value, allowed):
@@ -480,6 +509,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for stage in STAGES:
     _validate_stage(config.train[stage], f"config.train.{stage}")
     check(f"train.{stage}.schedule", config.train[stage].schedule, SCHEDULES)
+  _validate_distillation(config)
   d = config.data
   check("data.protocol", d.protocol, tuple(PROTOCOLS))
   if not 0 <= d.clip_augment.shift < 0.5:

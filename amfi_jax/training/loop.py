@@ -11,6 +11,7 @@ for fusion, the best weights of this run's stream stages → fresh initialisatio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -28,7 +29,7 @@ from amfi_jax.errors import ConfigError
 from amfi_jax.evaluation import reports
 from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.monitoring.writers import MetricWriter, parameter_overview
-from amfi_jax.training import evaluation, feature_cache, stages
+from amfi_jax.training import distillation, evaluation, feature_cache, stages
 from amfi_jax.training import setup as stage_setup
 from amfi_jax.training.checkpoints import SELECTION_METRIC, StageCheckpoints
 from amfi_jax.training.stages import Stage
@@ -135,6 +136,14 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
   stage, scfg, schedule, tx, build, layout = (setup.stage, setup.scfg, setup.schedule, setup.tx,
                                               setup.build, setup.layout)
   train_source, select_split = setup.train_source, setup.select_split
+  if scfg.distill_from:
+    start_teacher = time.time()
+    teacher = distillation.teacher_features(config, run, name, train_source, mesh,
+                                            dataset.class_names)
+    stage = dataclasses.replace(stage, teacher_features=teacher,
+                                distill_weight=float(scfg.distill_weight))
+    logging.info("Stage %s: %s features of %d training records in %.1fs", name,
+                 scfg.distill_from, len(teacher), time.time() - start_teacher)
 
   ckpts = StageCheckpoints(sdir.checkpoints, keep_latest=config.train.keep_latest,
                            select_last=select_split is None)

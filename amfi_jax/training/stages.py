@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
 from amfi_jax.models import ModelOutput, gate_loss
+from amfi_jax.training.distillation import loss as distillation_loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Stage:
     feature_dropout: dropout rate of the stream features the fusion head reads in training
       (`config.train.fusion.feature_dropout`).
     mixup: α of the mixup blend in training (`config.train.<stage>.mixup`; 0 = off).
+    teacher_features: (N, C) the other stream's features of every training record, which this
+      stream's features learn to point along (`training.distillation`); None = off.
+    distill_weight: the distillation loss's weight.
   """
 
   name: str
@@ -42,6 +47,8 @@ class Stage:
   method: str = "__call__"
   feature_dropout: float = 0.0
   mixup: float = 0.0
+  teacher_features: np.ndarray | None = dataclasses.field(default=None, repr=False)
+  distill_weight: float = 0.0
 
   def mix(self, batch: dict[str, jax.Array], rng: jax.Array
           ) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
@@ -70,9 +77,11 @@ class Stage:
     return getattr(model, self.method)(*inputs, feature_dropout=(rng, self.feature_dropout))
 
   def loss(self, out: ModelOutput, labels: jax.Array, mixed_with: jax.Array | None = None,
-           weight: jax.Array | float = 1.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+           weight: jax.Array | float = 1.0, indices: jax.Array | None = None
+           ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean loss over the batch and its parts (for logging); with mixup (`mix`) the cross
-    entropy is `weight` on `labels` and the rest on the partner labels `mixed_with`."""
+    entropy is `weight` on `labels` and the rest on the partner labels `mixed_with`; with
+    `teacher_features`, plus the distillation loss of the records `indices`."""
     ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
     if mixed_with is not None:
       ce = weight * ce + (1.0 - weight) * optax.softmax_cross_entropy_with_integer_labels(
@@ -84,6 +93,12 @@ class Stage:
       metrics["gate_loss"] = lg
       metrics["gate_mean"] = out.gate.mean()
       total = ce + self.gate_weight * lg
+    if self.teacher_features is not None:
+      student = out.rgb_features if self.name == "rgb" else out.skeleton_features
+      teacher = jnp.asarray(self.teacher_features)[indices]
+      ld = distillation_loss(student, teacher, f"config.train.{self.name}.distill_from")
+      metrics["distill_loss"] = ld
+      total = total + self.distill_weight * ld
     metrics["loss"] = total
     return total, metrics
 

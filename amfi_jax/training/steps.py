@@ -16,7 +16,9 @@ from amfi_jax.training.state import StateLayout, TrainState
 
 
 def batch_keys(stage: Stage) -> tuple[str, ...]:
-  return tuple(stage.inputs) + ("label",)
+  """The training batch's keys: the inputs, the labels and, for distillation, record indices."""
+  indices = ("index",) if stage.teacher_features is not None else ()
+  return tuple(stage.inputs) + ("label",) + indices
 
 
 def make_train_step(stage: Stage, layout: StateLayout, tx: optax.GradientTransformation
@@ -37,7 +39,7 @@ def make_train_step(stage: Stage, layout: StateLayout, tx: optax.GradientTransfo
     def loss_fn(params):
       model = layout.model(params, state.frozen)
       out = stage.forward(model, batch, rng=dropout_key)
-      loss, metrics = stage.loss(out, batch["label"], mixed_with, weight)
+      loss, metrics = stage.loss(out, batch["label"], mixed_with, weight, batch.get("index"))
       # BatchNorm running statistics updated by the forward pass (none for frozen streams).
       _, _, frozen = nnx.split(model, stage.trainable, ...)
       return loss, (metrics, nnx.to_pure_dict(frozen))

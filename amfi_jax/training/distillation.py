@@ -1,0 +1,64 @@
+"""Cross-modal feature distillation between the two streams (`config.train.<stream>.distill_from`).
+
+A stream trained from scratch on a few hundred sequences (the depth stream on UTD-MHAD) learns
+from one label per sequence. The other stream, trained first, offers more: its pooled features
+describe how each training sequence was performed (the hand's path, its speed), and the student
+is asked to put each sequence at the same place of its own feature space. The loss adds
+`distill_weight` × (1 − cosine(student features, teacher features)), averaged over the batch, to
+the student's cross entropy; the teacher's features are computed once, by the teacher's reported
+checkpoint on every training record without augmentation, and looked up by record index at each
+step. Only training changes: the student's model, checkpoints and evaluation are those of any
+stream, and the fusion stage reads both streams as usual.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from amfi_jax import parallel, workdir as workdir_lib
+from amfi_jax.errors import ConfigError
+from amfi_jax.models import conv
+from amfi_jax.training import evaluation
+
+
+def loss(student: jax.Array, teacher: jax.Array, field: str = "distill_from") -> jax.Array:
+  """Mean over the batch of 1 − cos(student_i, teacher_i): 0 when every feature points the
+  teacher's way, whatever its length (the two streams' feature scales differ)."""
+  if student.shape != teacher.shape:  # at tracing, i.e. before the first step runs
+    raise ConfigError(f"{field}: the teacher stream has {teacher.shape[-1]} features, the "
+                      f"student {student.shape[-1]}; set the model widths so that they agree")
+  s = student.astype(jnp.float32)
+  t = teacher.astype(jnp.float32)
+  eps = 1e-6
+  cos = (s * t).sum(-1) / (jnp.linalg.norm(s, axis=-1) * jnp.linalg.norm(t, axis=-1) + eps)
+  return (1.0 - cos).mean()
+
+
+def teacher_features(config, run: workdir_lib.RunDir, student: str, source, mesh,
+                     class_names) -> np.ndarray:
+  """(N, C) float32: the teacher stream's features of every record of `source`, in record order.
+
+  The teacher is `config.train.<student>.distill_from`'s reported checkpoint in this run; it
+  must have finished: earlier in `config.stages` (config validation sees to it) or in an earlier
+  invocation."""
+  # Imported here: the stages import this module's loss.
+  from amfi_jax.training import setup as stage_setup
+  from amfi_jax.training.stages import eval_outputs
+
+  teacher_name = config.train[student].distill_from
+  field = f"config.train.{student}.distill_from"
+  if not run.stage(teacher_name).is_finished():
+    raise ConfigError(f"{field}={teacher_name!r}: the {teacher_name} stage of {run.path} has not "
+                      f"finished; list it before {student!r} in config.stages or train it first")
+  teacher, model, _ = stage_setup.restore_weights(config, run, teacher_name, mesh)
+  forward = jax.jit(lambda m, inputs: eval_outputs(teacher.forward(m, inputs)),
+                    compiler_options=conv.step_compiler_options(mesh))
+  result = evaluation.evaluate(forward, model, source, stage=teacher, data_cfg=config.data,
+                               batch_size=config.train[teacher_name].eval_batch_size, mesh=mesh,
+                               class_names=class_names, keep_features=True)
+  if not np.array_equal(result.indices, np.arange(len(source))):
+    raise RuntimeError("distillation: the teacher's pass did not visit every record once")
+  return result.features[teacher_name]
+

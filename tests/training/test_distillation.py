@@ -1,0 +1,75 @@
+"""Cross-modal feature distillation (`training.distillation`): the loss, the config checks, and a
+stream trained with the other stream's features as targets."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from amfi_jax import configlib
+from amfi_jax.training import distillation, loop
+
+from tests.training.conftest import tiny_run_config
+
+
+def test_loss_is_one_minus_cosine_whatever_the_lengths():
+  t = jnp.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+  np.testing.assert_allclose(distillation.loss(5.0 * t, t), 0.0, atol=1e-6)
+  np.testing.assert_allclose(distillation.loss(-t, t), 2.0, atol=1e-6)
+  orthogonal = jnp.array([[0.0, 1.0], [2.0, 0.0], [4.0, -3.0]])
+  np.testing.assert_allclose(distillation.loss(orthogonal, t), 1.0, atol=1e-6)
+  # Per-sample terms averaged: 0, 1, 2 → 1.
+  mixed = jnp.stack([t[0], orthogonal[1], -t[2]])
+  np.testing.assert_allclose(distillation.loss(mixed, t), 1.0, atol=1e-6)
+  with pytest.raises(ValueError, match="teacher stream has 2 features, the student 3"):
+    distillation.loss(jnp.ones((3, 3)), t, "config.train.rgb.distill_from")
+
+
+@pytest.mark.parametrize("stage, stages, fields, message", [
+    ("fusion", ("skeleton", "rgb", "fusion"), {"distill_from": "skeleton"},
+     r"config.train.fusion.distill_from='skeleton': only a stream stage"),
+    ("rgb", ("rgb", "skeleton"), {"distill_from": "skeleton"},
+     r"needs the skeleton stage to train first: list it before 'rgb'"),
+    ("rgb", ("skeleton", "rgb"), {"distill_from": "rgb"}, r"only a stream stage"),
+    ("rgb", ("skeleton", "rgb"), {"distill_from": "skeleton", "distill_weight": 0.0},
+     r"config.train.rgb.distill_weight must be > 0"),
+    ("rgb", ("skeleton", "rgb"), {"distill_from": "skeleton", "mixup": 0.2},
+     r"config.train.rgb.mixup and config.train.rgb.distill_from do not combine"),
+])
+def test_config_errors_name_the_field(stage, stages, fields, message):
+  config = configlib.base_config(stages)
+  for key, value in fields.items():
+    config.train[stage][key] = value
+  with pytest.raises(ValueError, match=message):
+    configlib.validate(config)
+
+
+def test_a_teacher_not_listed_must_have_finished(tiny_dataset, tmp_path):
+  config = tiny_run_config(tiny_dataset)
+  config.stages = ("rgb",)
+  config.train.rgb.distill_from = "skeleton"
+  configlib.validate(config)  # may have finished in an earlier invocation
+  with pytest.raises(ValueError, match=r"the skeleton stage of .* has not finished"):
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "rgb" / "checkpoints")
+
+
+def test_depth_stream_trains_towards_the_skeleton_features(tiny_dataset, tmp_path):
+  config = tiny_run_config(tiny_dataset)
+  config.stages = ("skeleton", "rgb")
+  config.train.rgb.distill_from = "skeleton"
+  config.train.rgb.distill_weight = 3.0
+  config.train.rgb.num_steps = 3
+  results = loop.train_and_evaluate(config, str(tmp_path))
+  assert np.isfinite(results["rgb"]["test"]["loss"])
+  with open(tmp_path / "rgb" / "metrics.jsonl") as f:
+    rows = [json.loads(line) for line in f if "train/loss" in line]
+  assert [r["step"] for r in rows] == [1, 2, 3]
+  for r in rows:
+    assert 0.0 < r["train/distill_loss"] <= 2.0
+    np.testing.assert_allclose(r["train/loss"], r["train/ce"] + 3.0 * r["train/distill_loss"],
+                               rtol=1e-5)
