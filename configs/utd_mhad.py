@@ -4,9 +4,10 @@
       --config.data.manual_dir=../shared/data/utd_mhad
 
 Builds the dataset into DIR/data on first use (or reads a built one from
-`--config.data.data_dir`), then trains the depth stream (ResNet3D-18 on 1-channel depth clips, in
-the RGB stream's place), the skeleton stream (AGCN) and the AMFI head on both frozen streams'
-cached features, and writes each stage's reports and DIR/results.json. Protocol `final`: trains
+`--config.data.data_dir`), then trains the skeleton stream (AGCN), the depth stream (ResNet3D-18
+on 1-channel depth clips, in the RGB stream's place, its features also drawn towards the skeleton
+stream's) and the AMFI head on both frozen streams' cached features, and writes each stage's
+reports and DIR/results.json. Protocol `final`: trains
 on subjects 1, 3, 5, 7 with a fixed schedule and reports the last checkpoint on subjects
 2, 4, 6, 8. Seeds: `--config.seed=N`. The paper's ablations (Tables 3–6) on such runs:
 `python -m amfi_jax.tools.ablations --workdirs=DIR0,DIR1,DIR2`. Settings:
@@ -22,4 +23,6 @@ VARIANTS = ("protocol", "select_on_test", "fusion", "lambda", "decision")
 
 
 def get_config(arg: str | None = None):
-  return configlib.make_config(("rgb", "skeleton", "fusion"), arg, VARIANTS, always=("utd_mhad",))
+  # The skeleton stream first: the depth stream distils its features (configlib.utd_mhad).
+  return configlib.make_config(("skeleton", "rgb", "fusion"), arg, VARIANTS,
+                               always=("utd_mhad",))
