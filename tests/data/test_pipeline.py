@@ -115,6 +115,17 @@ def test_clip_frames_drawn_per_group_in_training_and_the_middles_otherwise():
                                 100 * np.arange(8)[:, None] + middles[None])
 
 
+def test_clip_frames_leave_cached_feature_vectors_whole():
+  records = [{"rgb_features": np.arange(8, dtype=np.float32) + i,
+              "skeleton_features": -np.arange(8, dtype=np.float32), "label": 0} for i in range(4)]
+  batch = next(iter(pipeline.train_dataset(
+      records, batch_size=4, seed=0, modalities=("rgb_features", "skeleton_features"),
+      clip_frames=4, augment=False, process_index=0, process_count=1)))
+  np.testing.assert_array_equal(batch["rgb_features"],
+                                np.arange(8)[None] + batch["index"][:, None])
+  np.testing.assert_array_equal(batch["skeleton_features"], np.broadcast_to(-np.arange(8), (4, 8)))
+
+
 def test_restored_iterator_state_gives_the_same_next_batch():
   records = _records(30)
 

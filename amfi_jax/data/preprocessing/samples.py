@@ -168,6 +168,8 @@ def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton
           frame_count=None if frame_count is None else int(frame_count))
     elif modality == "rgb":
       out["rgb"] = clips.select_clip_frames(np.asarray(value, np.uint8), clip_frames)
-    else:
-      out[modality] = clips.select_clip_frames(np.asarray(value, np.float32), clip_frames)
+    elif modality == "depth":
+      out["depth"] = clips.select_clip_frames(np.asarray(value, np.float32), clip_frames)
+    else:  # cached stream features: one vector per sample, no frames
+      out[modality] = np.asarray(value, np.float32)
   return out
