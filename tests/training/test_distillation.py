@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
@@ -58,15 +59,19 @@ def test_a_teacher_not_listed_must_have_finished(tiny_dataset, tmp_path):
   assert not os.path.exists(tmp_path / "rgb" / "checkpoints")
 
 
-def test_depth_stream_trains_towards_the_skeleton_features(tiny_dataset, tmp_path):
+def test_depth_stream_trains_towards_the_skeleton_features(tiny_dataset, tiny_trained_run,
+                                                          tmp_path):
+  # The session's tiny run without its RGB and fusion stages: its skeleton stage is the teacher.
+  workdir = tmp_path / "run"
+  shutil.copytree(tiny_trained_run, workdir, ignore=shutil.ignore_patterns("rgb", "fusion"))
   config = tiny_run_config(tiny_dataset)
-  config.stages = ("skeleton", "rgb")
+  config.stages = ("rgb",)
   config.train.rgb.distill_from = "skeleton"
   config.train.rgb.distill_weight = 3.0
   config.train.rgb.num_steps = 3
-  results = loop.train_and_evaluate(config, str(tmp_path))
+  results = loop.train_and_evaluate(config, str(workdir), allow_config_change=True)
   assert np.isfinite(results["rgb"]["test"]["loss"])
-  with open(tmp_path / "rgb" / "metrics.jsonl") as f:
+  with open(workdir / "rgb" / "metrics.jsonl") as f:
     rows = [json.loads(line) for line in f if "train/loss" in line]
   assert [r["step"] for r in rows] == [1, 2, 3]
   for r in rows:
