@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from amfi_jax import parallel, workdir as workdir_lib
+from amfi_jax import workdir as workdir_lib
 from amfi_jax.errors import ConfigError
 from amfi_jax.models import conv
 from amfi_jax.training import evaluation
@@ -55,10 +55,8 @@ def teacher_features(config, run: workdir_lib.RunDir, student: str, source, mesh
   teacher, model, _ = stage_setup.restore_weights(config, run, teacher_name, mesh)
   forward = jax.jit(lambda m, inputs: eval_outputs(teacher.forward(m, inputs)),
                     compiler_options=conv.step_compiler_options(mesh))
-  result = evaluation.evaluate(forward, model, source, stage=teacher, data_cfg=config.data,
-                               batch_size=config.train[teacher_name].eval_batch_size, mesh=mesh,
-                               class_names=class_names, keep_features=True)
-  if not np.array_equal(result.indices, np.arange(len(source))):
-    raise RuntimeError("distillation: the teacher's pass did not visit every record once")
+  result = evaluation.in_record_order(
+      forward, model, source, stage=teacher, data_cfg=config.data, mesh=mesh,
+      batch_size=config.train[teacher_name].eval_batch_size, class_names=class_names)
   return result.features[teacher_name]
 

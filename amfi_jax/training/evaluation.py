@@ -36,6 +36,15 @@ def evaluate(eval_step, state, source, *, stage, data_cfg, batch_size: int, mesh
   return acc.result(len(class_names), class_names)
 
 
+def in_record_order(eval_step, state, source, **eval_kwargs) -> EvalResult:
+  """`evaluate` keeping the features, checked to hold every record of `source` once, in record
+  order (the cached fusion inputs, a distillation teacher's targets)."""
+  result = evaluate(eval_step, state, source, keep_features=True, **eval_kwargs)
+  if not np.array_equal(result.indices, np.arange(len(source))):
+    raise RuntimeError("the evaluation did not visit every record once in order")
+  return result
+
+
 def _per_process(global_batch: int, field: str) -> int:
   count = jax.process_count()
   if global_batch % count:

@@ -45,9 +45,7 @@ def compute(eval_step, state, source, **eval_kwargs) -> FeatureSource:
   `eval_step` is the uncached fusion stage's (`make_eval_step`), which returns the pooled stream
   features besides the logits.
   """
-  result = evaluation.evaluate(eval_step, state, source, keep_features=True, **eval_kwargs)
-  if not np.array_equal(result.indices, np.arange(len(source))):
-    raise RuntimeError("feature cache: the evaluation did not visit every record once in order")
+  result = evaluation.in_record_order(eval_step, state, source, **eval_kwargs)
   return FeatureSource(rgb=result.features["rgb"], skeleton=result.features["skeleton"],
                        labels=result.labels)
 
