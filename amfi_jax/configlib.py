@@ -79,6 +79,11 @@ def data_config() -> ml_collections.ConfigDict:
       # from each of equal groups: drawn at random in training (temporal augmentation, with
       # `augment`), the groups' middle frames otherwise (`preprocessing.clips.select_clip_frames`).
       "clip_frames": 0,
+      # > 1: wherever the frames are fixed (evaluation, cached fusion features, export, predict,
+      # unaugmented training) each clip is seen as this many views of `clip_frames` frames, one
+      # from each part of every group, and the RGB stream averages their pooled features
+      # (multi-view testing, `preprocessing.clips.select_clip_frames`). 1 ≤ it ≤ K / clip_frames.
+      "clip_views": 1,
       "rgb_modality": "rgb",  # rgb | depth (UTD-MHAD; needs model.rgb.in_channels = 1)
       "augment": True,  # rotation / flip / scaling of clips in training (SPEC §3.3)
       # What `augment` does to clips (`preprocessing.clips.augment_clip`): rotations by multiples
@@ -525,6 +530,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f"frame side), got {d.clip_augment.shift}")
   if not isinstance(d.clip_frames, int) or d.clip_frames < 0:
     raise ConfigError(f"config.data.clip_frames must be an integer ≥ 0, got {d.clip_frames!r}")
+  if not isinstance(d.clip_views, int) or d.clip_views < 1:
+    raise ConfigError(f"config.data.clip_views must be an integer ≥ 1, got {d.clip_views!r}")
+  if d.clip_views > 1 and not d.clip_frames:
+    raise ConfigError(f"config.data.clip_views={d.clip_views} needs config.data.clip_frames > 0 "
+                      "(views are drawn from the groups of stored frames)")
   check("data.skeleton_stream", d.skeleton_stream, SKELETON_STREAMS)
   check("data.rgb_modality", d.rgb_modality, tuple(RGB_STREAM_CHANNELS))
   # Fields that must agree: what the data pipeline feeds and what the model expects.

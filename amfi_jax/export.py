@@ -87,7 +87,8 @@ def example_inputs(input_names, sample_format: dict, data_cfg) -> dict[str, np.n
   features["frame_count"] = np.int32(stored["skeleton"][1])
   return samples.model_input(features, input_names, data_cfg.skeleton_stream,
                              skeleton_frames=data_cfg.skeleton_frames,
-                             clip_frames=data_cfg.clip_frames)
+                             clip_frames=data_cfg.clip_frames,
+                             clip_views=data_cfg.clip_views)
 
 
 def preprocessing(sample_format: dict, config) -> dict:
@@ -99,6 +100,7 @@ def preprocessing(sample_format: dict, config) -> dict:
   data = config.data
   out.update(rgb_modality=data.rgb_modality, skeleton_stream=data.skeleton_stream,
              skeleton_frames=int(data.skeleton_frames), clip_frames=int(data.clip_frames),
+             clip_views=int(data.clip_views),
              rgb_input_normalization=config.model.rgb.input_normalization,
              stored_shapes=sample_format.get("shapes", {}))
   return out

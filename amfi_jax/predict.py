@@ -59,8 +59,8 @@ STAGE_INPUTS = {"rgb": ("rgb",), "skeleton": ("skeleton",), "fusion": ("rgb", "s
 
 
 def sample_inputs(skeleton_path: str, video_path: str | None, sample_format: dict,
-                  skeleton_stream: str, skeleton_frames: int = 0, clip_frames: int = 0
-                  ) -> dict[str, np.ndarray]:
+                  skeleton_stream: str, skeleton_frames: int = 0, clip_frames: int = 0,
+                  clip_views: int = 1) -> dict[str, np.ndarray]:
   """A raw NTU sample as a batch of one, preprocessed exactly as the dataset and pipeline do."""
   features = samples.read_ntu_sample(
       skeleton_path, video_path, max_frames=sample_format["max_frames"],
@@ -68,7 +68,8 @@ def sample_inputs(skeleton_path: str, video_path: str | None, sample_format: dic
       crop_size=sample_format.get("crop_size", 0), image_size=sample_format.get("image_size", 0))
   modalities = ("skeleton", "rgb") if video_path else ("skeleton",)
   inputs = samples.model_input(features, modalities, skeleton_stream,
-                               skeleton_frames=skeleton_frames, clip_frames=clip_frames)
+                               skeleton_frames=skeleton_frames, clip_frames=clip_frames,
+                               clip_views=clip_views)
   return {k: v[None] for k, v in inputs.items()}
 
 
@@ -126,7 +127,7 @@ def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
   stage_name = choose_stage(run, config.stages, bool(video_path))
   inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
                          config.data.skeleton_stream, config.data.skeleton_frames,
-                         config.data.clip_frames)
+                         config.data.clip_frames, config.data.clip_views)
   return stage_name, rank_one(run, config, stage_name, inputs, info["class_names"])
 
 
@@ -266,6 +267,7 @@ class WorkdirModels:
     self.skeleton_stream = self.config.data.skeleton_stream
     self.skeleton_frames = int(self.config.data.skeleton_frames)
     self.clip_frames = int(self.config.data.clip_frames)
+    self.clip_views = int(self.config.data.clip_views)
     self._forwards = {}
 
   def stage_for(self, sample: RawSample) -> str:
@@ -307,6 +309,7 @@ class ExportedModel:
     self.skeleton_stream = preprocessing["skeleton_stream"]
     self.skeleton_frames = int(preprocessing.get("skeleton_frames", 0))
     self.clip_frames = int(preprocessing.get("clip_frames", 0))
+    self.clip_views = int(preprocessing.get("clip_views", 1))
     self._model = None
 
   def stage_for(self, sample: RawSample) -> str:
@@ -328,7 +331,7 @@ def _read_sample(models, stage_name: str, sample: RawSample) -> dict[str, np.nda
                            f"the {stage_name} model needs the video")
   return sample_inputs(sample.skeleton, sample.video if uses_video else None,
                        models.sample_format, models.skeleton_stream, models.skeleton_frames,
-                       models.clip_frames)
+                       models.clip_frames, models.clip_views)
 
 
 class _StageBatches:

@@ -43,6 +43,7 @@ SAFE_TO_CHANGE = ("stages", "data.data_dir", "data.manual_dir", "data.num_thread
 # A recorded config without such a field reads it as this value (comparisons, evaluate, ablations).
 ADDED_FIELDS = {"train.fusion.feature_dropout": 0.0, "train.rgb.mixup": 0.0,
                 "train.skeleton.mixup": 0.0, "train.fusion.mixup": 0.0, "data.clip_frames": 0,
+                "data.clip_views": 1,
                 **{f"train.{stage}.{field}": value for stage in STAGES
                    for field, value in (("distill_from", ""), ("distill_weight", 1.0))}}
 

@@ -67,16 +67,24 @@ def prepare(data_cfg, data_root: str) -> Dataset:
 
 
 def _check_clip_frames(data_cfg, builder) -> None:
-  """config.data.clip_frames must divide the stored clips' frame count (before any training)."""
+  """config.data.clip_frames must divide the stored clips' frame count, and clip_views be at most
+  the frames of a group (before any training)."""
   n = data_cfg.clip_frames
   if not n:
     return
   features = builder.info.features
   for key in ("clip", "rgb", "depth"):
-    if key in features and features[key].shape[0] % n:
-      raise ConfigError(f"config.data.clip_frames={n} must divide the {features[key].shape[0]} "
+    if key not in features:
+      continue
+    stored = features[key].shape[0]
+    if stored % n:
+      raise ConfigError(f"config.data.clip_frames={n} must divide the {stored} "
                         f"frames of the stored {key!r} clips of {builder.info.full_name}; use "
                         "a divisor, a dataset that stores more frames, or 0 (all)")
+    if data_cfg.clip_views > stored // n:
+      raise ConfigError(f"config.data.clip_views={data_cfg.clip_views} is more than the "
+                        f"{stored // n} stored frames of each group ({stored} frames of the "
+                        f"{key!r} clips of {builder.info.full_name} / clip_frames={n})")
 
 
 def _named(data_cfg, data_root: str) -> Dataset:

@@ -98,10 +98,11 @@ class _Select:
   graph: graphs.SkeletonGraph | None
   skeleton_frames: int = 0
   clip_frames: int = 0
+  clip_views: int = 1
 
   def __call__(self, index: int, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     out = samples.model_input(record, self.modalities, self.skeleton_stream, self.graph,
-                              self.skeleton_frames, self.clip_frames)
+                              self.skeleton_frames, self.clip_frames, self.clip_views)
     out.update(label=np.int32(record["label"]), index=np.int32(index))
     return out
 
@@ -182,7 +183,8 @@ def _read_options(num_threads: int, prefetch: int) -> grain.ReadOptions:
 def train_dataset(source, *, batch_size: int, seed: int,
                   modalities: Sequence[str] = ("rgb", "skeleton"),
                   skeleton_stream: str = "joint", graph: graphs.SkeletonGraph | None = None,
-                  skeleton_frames: int = 0, clip_frames: int = 0, augment: bool = True,
+                  skeleton_frames: int = 0, clip_frames: int = 0, clip_views: int = 1,
+                  augment: bool = True,
                   augment_kwargs: Mapping[str, Any] | None = None,
                   skeleton_augment_kwargs: Mapping[str, Any] | None = None,
                   num_epochs: int | None = None, process_index: int | None = None,
@@ -201,6 +203,8 @@ def train_dataset(source, *, batch_size: int, seed: int,
     skeleton_frames: > 0: skeletons resampled to this many frames (from their `frame_count`).
     clip_frames: > 0: clips reduced to this many of their stored frames, drawn at random from
       equal groups when `augment` (`clips.select_clip_frames`), the groups' middles otherwise.
+    clip_views: without `augment`, each clip as this many views of fixed frames (as
+      `eval_dataset` reads them, so an unaugmented stage trains on what evaluation sees).
     augment: apply `augment_clip` to 'rgb' and 'depth'.
     augment_kwargs: keyword arguments for `augment_clip`.
     skeleton_augment_kwargs: when given, skeletons are augmented by `skeleton_augment.augment`
@@ -215,7 +219,7 @@ def train_dataset(source, *, batch_size: int, seed: int,
   # With the clip augmentation the random frame choice is part of it; without, the fixed one.
   ds = grain.MapDataset.source(source).map_with_index(
       _Select(modalities, skeleton_stream, graph, skeleton_frames,
-              0 if clips_on else clip_frames))
+              *((0, 1) if clips_on else (clip_frames, clip_views))))
   ds = ds.seed(seed).shuffle().repeat(num_epochs)
   skeleton_on = skeleton_augment_kwargs is not None and "skeleton" in modalities
   if clips_on or skeleton_on:
@@ -237,10 +241,11 @@ def eval_num_batches(num_records: int, batch_size: int, process_count: int) -> i
 
 def eval_dataset(source, *, batch_size: int, modalities: Sequence[str] = ("rgb", "skeleton"),
                  skeleton_stream: str = "joint", graph: graphs.SkeletonGraph | None = None,
-                 skeleton_frames: int = 0, clip_frames: int = 0,
+                 skeleton_frames: int = 0, clip_frames: int = 0, clip_views: int = 1,
                  process_index: int | None = None, process_count: int | None = None,
                  num_threads: int = 4, prefetch: int = 4) -> grain.IterDataset:
-  """Every record exactly once, in record order, the last global batch padded.
+  """Every record exactly once, in record order, the last global batch padded; clips reduced to
+  `clip_frames` fixed frames, as `clip_views` views when > 1 (`samples.model_input`).
 
   All processes yield `eval_num_batches(...)` batches of `batch_size`. Global batch b holds
   records [b*G, (b+1)*G), G = batch_size * process_count, and process p holds the contiguous
@@ -250,7 +255,7 @@ def eval_dataset(source, *, batch_size: int, modalities: Sequence[str] = ("rgb",
   modalities = _check(source, modalities, skeleton_stream)
   index, count = _process(process_index, process_count)
   base = grain.MapDataset.source(source).map_with_index(
-      _Select(modalities, skeleton_stream, graph, skeleton_frames, clip_frames))
+      _Select(modalities, skeleton_stream, graph, skeleton_frames, clip_frames, clip_views))
   num_batches = eval_num_batches(len(base), batch_size, count)
   ds = grain.MapDataset.range(num_batches * batch_size).map(
       _Padded(base, len(base), batch_size, index, count))

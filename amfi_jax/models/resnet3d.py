@@ -125,10 +125,16 @@ class ResNet3D(nnx.Module):
     self.fc = layers.classifier(self.feature_dim, num_classes, std=0.01, dtype=dtype, rngs=rngs)
 
   def features(self, clip: jax.Array) -> jax.Array:
-    """(N, T, H, W, C) clip (uint8 or float) → (N, C_feat) pooled feature."""
-    if clip.ndim != 5 or clip.shape[-1] != self.in_channels:
-      raise ValueError(f"ResNet3D expects clips shaped (N, T, H, W, {self.in_channels}), "
-                       f"got {clip.shape}")
+    """(N, T, H, W, C) clip (uint8 or float) → (N, C_feat) pooled feature; (N, V, T, H, W, C),
+    V views of each sample (multi-view testing, `config.data.clip_views`) → the mean of the V
+    views' pooled features (so the logits are the mean of theirs too)."""
+    if clip.ndim not in (5, 6) or clip.shape[-1] != self.in_channels:
+      raise ValueError(f"ResNet3D expects clips shaped (N, T, H, W, {self.in_channels}) or "
+                       f"(N, views, T, H, W, {self.in_channels}), got {clip.shape}")
+    if clip.ndim == 6:
+      n, views = clip.shape[:2]
+      pooled = self.features(clip.reshape(n * views, *clip.shape[2:]))
+      return pooled.reshape(n, views, -1).mean(axis=1)
     x = normalize_clip(clip, self.input_normalization, self.dtype)
     x = parallel.constrain(x, *_ACTIVATION_AXES)
     x = nnx.relu(self.stem(x))

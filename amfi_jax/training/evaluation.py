@@ -20,6 +20,7 @@ def evaluate(eval_step, state, source, *, stage, data_cfg, batch_size: int, mesh
                                   skeleton_stream=data_cfg.skeleton_stream,
                                   skeleton_frames=data_cfg.skeleton_frames,
                                   clip_frames=data_cfg.clip_frames,
+                                  clip_views=data_cfg.clip_views,
                                   num_threads=data_cfg.num_threads, prefetch=data_cfg.prefetch)
   sharding = parallel.batch_sharding(mesh)
   acc = EvalAccumulator()

@@ -190,7 +190,7 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
       sources["train"], batch_size=scfg.batch_size // jax.process_count(),
       seed=config.seed, modalities=stage.inputs, skeleton_stream=config.data.skeleton_stream,
       skeleton_frames=config.data.skeleton_frames, clip_frames=config.data.clip_frames,
-      **stage_setup.augmentation(config, name), num_threads=config.data.num_threads,
+      clip_views=config.data.clip_views, **stage_setup.augmentation(config, name), num_threads=config.data.num_threads,
       prefetch=config.data.prefetch))
   if latest is not None:
     ckpts.restore_position(latest, train_iter)

@@ -206,6 +206,24 @@ def test_select_clip_frames_draws_one_frame_per_group_reproducibly():
   assert out.shape == (16, 3, 3, 1) and out.dtype == clip.dtype
 
 
+def test_select_clip_frames_views_take_the_middles_of_equal_parts_of_each_group():
+  clip = np.arange(16, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 1), np.float32)
+  three = select_clip_frames(clip[:12], 4, views=3)  # groups of 3: every stored frame once
+  assert three.shape == (3, 4, 2, 2, 1)
+  np.testing.assert_array_equal(three[..., 0, 0, 0], [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8, 11]])
+  np.testing.assert_array_equal(select_clip_frames(clip, 4, views=2)[..., 0, 0, 0],
+                                [[0, 4, 8, 12], [2, 6, 10, 14]])  # groups of 4, halves of 2
+  # One view is the single middle clip, without a view axis.
+  np.testing.assert_array_equal(select_clip_frames(clip, 4, views=1), select_clip_frames(clip, 4))
+  for kwargs, message in (({"views": 5}, r"clip_views=5 must be in \[1, 4\]"),
+                          ({"views": 0}, r"clip_views=0 must be in"),
+                          ({"views": 2, "rng": np.random.default_rng(0)}, "1 when drawing")):
+    with pytest.raises(ValueError, match=message):
+      select_clip_frames(clip, 4, **kwargs)
+  with pytest.raises(ValueError, match=r"clip_views=2 needs config.data.clip_frames > 0"):
+    select_clip_frames(clip, 0, views=2)
+
+
 def test_select_clip_frames_rejects_a_count_that_does_not_divide_the_clip():
   with pytest.raises(ValueError, match=r"config.data.clip_frames=5 must divide the 48 frames"):
     select_clip_frames(np.zeros((48, 2, 2, 1)), 5)

@@ -115,6 +115,27 @@ def test_clip_frames_drawn_per_group_in_training_and_the_middles_otherwise():
                                 100 * np.arange(8)[:, None] + middles[None])
 
 
+def test_clip_views_where_the_frames_are_fixed():
+  records = _depth_records(8)
+  kwargs = dict(batch_size=8, modalities=("depth",), clip_frames=4, clip_views=3,
+                process_index=0, process_count=1)
+  ev = next(iter(pipeline.eval_dataset(records, **kwargs)))
+  assert ev["depth"].shape == (8, 3, 4, S, S, 1)
+  groups = 3 * np.arange(4)
+  np.testing.assert_array_equal(
+      ev["depth"][..., 0, 0, 0],
+      100 * np.arange(8)[:, None, None] + (np.arange(3)[:, None] + groups[None])[None])
+  # Unaugmented training reads what evaluation reads; augmented training one random clip.
+  plain = next(iter(pipeline.train_dataset(records, seed=1, augment=False, **kwargs)))
+  assert plain["depth"].shape == (8, 3, 4, S, S, 1)
+  np.testing.assert_array_equal(plain["depth"][..., 0, 0, 0] - 100 * plain["index"][:, None, None],
+                                np.broadcast_to(np.arange(3)[:, None] + groups[None], (8, 3, 4)))
+  aug = next(iter(pipeline.train_dataset(
+      records, seed=1, augment_kwargs={"rotate": False, "flip": False, "scale": None},
+      **kwargs)))
+  assert aug["depth"].shape == (8, 4, S, S, 1)
+
+
 def test_clip_frames_leave_cached_feature_vectors_whole():
   records = [{"rgb_features": np.arange(8, dtype=np.float32) + i,
               "skeleton_features": -np.arange(8, dtype=np.float32), "label": 0} for i in range(4)]

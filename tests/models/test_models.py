@@ -264,3 +264,19 @@ def test_input_shape_errors_name_the_expected_layout():
   rgb = ResNet3D(5, width_multiplier=0.125, blocks_per_stage=(1, 1, 1, 1), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match=r"\(N, T, H, W, 3\)"):
     rgb(jnp.zeros((1, 3, 4, 16, 16)))
+
+
+def test_views_of_a_clip_average_the_pooled_features():
+  """(N, V, T, H, W, C) clips (multi-view testing): the mean of the V views' features, so the
+  logits are the mean of theirs."""
+  model = nnx.view(ResNet3D(5, width_multiplier=0.125, blocks_per_stage=(1, 1, 1, 1),
+                            rngs=nnx.Rngs(0)), use_running_average=True)
+  clips = jax.random.uniform(jax.random.key(1), (2, 3, 4, 16, 16, 3)) * 255
+  out = model(clips)
+  per_view = [model(clips[:, v]) for v in range(3)]
+  assert out.logits.shape == (2, 5) and out.rgb_features.shape == per_view[0].rgb_features.shape
+  np.testing.assert_allclose(out.rgb_features, np.mean([o.rgb_features for o in per_view], 0),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out.logits, np.mean([o.logits for o in per_view], 0),
+                             rtol=1e-5, atol=1e-6)
+  assert not np.allclose(per_view[0].logits, per_view[1].logits)  # the views differ

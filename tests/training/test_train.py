@@ -146,6 +146,8 @@ def test_predict_on_raw_ntu_files_matches_the_evaluation(trained_workdir, tiny_d
     ("model.skeleton.layers", "64,x", "config.model.skeleton.layers"),
     ("model.rgb.width_multiplier", -1.0, "config.model.rgb.width_multiplier"),
     ("data.clip_frames", -4, "config.data.clip_frames"),
+    ("data.clip_views", 0, "config.data.clip_views must be an integer ≥ 1"),
+    ("data.clip_views", 2, "config.data.clip_views=2 needs config.data.clip_frames > 0"),
 ])
 def test_config_errors_name_the_field(tiny_dataset, field, value, message):
   config = tiny_config("fusion", tiny_dataset)
@@ -175,6 +177,12 @@ def test_data_errors_are_clear(tiny_dataset, tmp_path):
                                        r"'clip' clips"):
     loop.train_and_evaluate(config, str(tmp_path / "d"))
   assert not os.path.exists(tmp_path / "d" / "rgb")
+  config.data.clip_frames = 4
+  config.data.clip_views = 3  # groups of 2 stored frames
+  with pytest.raises(ValueError, match=r"clip_views=3 is more than the 2 stored frames of each "
+                                       r"group"):
+    loop.train_and_evaluate(config, str(tmp_path / "e"))
+  assert not os.path.exists(tmp_path / "e" / "rgb")
   config = tiny_config("skeleton", tiny_dataset)
   config.train.skeleton.batch_size = 100
   with pytest.raises(ValueError, match="batch_size=100 exceeds the 24 training examples"):

@@ -185,29 +185,46 @@ def spread_frame_indices(num_frames: int, k: int) -> np.ndarray:
 
 
 def select_clip_frames(clip: np.ndarray, clip_frames: int,
-                       rng: np.random.Generator | None = None) -> np.ndarray:
+                       rng: np.random.Generator | None = None, views: int = 1) -> np.ndarray:
   """`clip_frames` of a stored clip's K frames, one from each of `clip_frames` consecutive
   groups of m = K / clip_frames stored frames (segment sampling as in TSN): a random frame of
   each group with `rng` (the training augmentation: the model sees other moments of the action
   every epoch), the middle one, (m - 1) // 2, without (evaluation, deterministic).
 
+  `views` > 1 (without `rng`): that many clips of the same groups stacked on a new first axis,
+  view v taking frame v·m // views + (m // views - 1) // 2 of each group (the middles of
+  `views` equal parts of it; with views = m every stored frame once) — multi-view testing,
+  whose scores the model averages (`models.resnet3d.ResNet3D.features`).
+
   Args:
     clip: (K, ...) stored frames, K a multiple of `clip_frames`.
     clip_frames: frames the model sees; 0 keeps the clip as stored.
+    views: clips of fixed frames to return, 1 ≤ views ≤ m (1: one clip, no view axis).
 
   Returns:
-    (clip_frames, ...), a new array (or `clip` itself when clip_frames is 0).
+    (clip_frames, ...), or (views, clip_frames, ...) when views > 1: a new array (or `clip`
+    itself when clip_frames is 0).
   """
   if clip_frames == 0:
+    if views != 1:
+      raise ValueError(f"config.data.clip_views={views} needs config.data.clip_frames > 0")
     return clip
   stored = len(clip)
   if clip_frames < 0 or stored % clip_frames:
     raise ValueError(f"config.data.clip_frames={clip_frames} must divide the {stored} frames "
                      "the dataset stores per clip (0 uses them all)")
   group = stored // clip_frames
-  offsets = (rng.integers(group, size=clip_frames) if rng is not None
-             else np.full(clip_frames, (group - 1) // 2))
-  return clip[np.arange(clip_frames) * group + offsets]
+  if not 1 <= views <= group or (views > 1 and rng is not None):
+    raise ValueError(f"config.data.clip_views={views} must be in [1, {group}] (the stored "
+                     f"frames per group of clip_frames={clip_frames}), and 1 when drawing "
+                     "frames at random")
+  starts = np.arange(clip_frames) * group
+  if rng is not None:
+    return clip[starts + rng.integers(group, size=clip_frames)]
+  offsets = np.arange(views) * group // views + (group // views - 1) // 2
+  if views == 1:
+    return clip[starts + offsets[0]]
+  return clip[starts[None, :] + offsets[:, None]]
 
 
 def segment_means(frames: np.ndarray, k: int) -> np.ndarray:

@@ -153,11 +153,12 @@ def skeleton_input(joints: np.ndarray, skeleton_stream: str,
 
 def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton_stream: str,
                 graph: graphs.SkeletonGraph | None = None, skeleton_frames: int = 0,
-                clip_frames: int = 0) -> dict[str, np.ndarray]:
+                clip_frames: int = 0, clip_views: int = 1) -> dict[str, np.ndarray]:
   """Stored features (a dataset record or `read_*_sample`'s output) → {modality: model input}:
   `rgb` uint8 (K, S, S, 3), `depth` float32 (K, S, S, 1), `skeleton` float32 (C, T, V, M), T
   resampled to `skeleton_frames` when > 0, K reduced to `clip_frames` when > 0 (the middle frame
-  of each group, `clips.select_clip_frames`; training draws them at random instead)."""
+  of each group, `clips.select_clip_frames`; training draws them at random instead), as
+  `clip_views` such clips stacked on a first axis when > 1 (multi-view testing)."""
   out = {}
   for modality in modalities:
     value = next(features[f] for f in FEATURES[modality] if f in features)
@@ -167,9 +168,11 @@ def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton
           value, skeleton_stream, graph, num_frames=skeleton_frames,
           frame_count=None if frame_count is None else int(frame_count))
     elif modality == "rgb":
-      out["rgb"] = clips.select_clip_frames(np.asarray(value, np.uint8), clip_frames)
+      out["rgb"] = clips.select_clip_frames(np.asarray(value, np.uint8), clip_frames,
+                                          views=clip_views)
     elif modality == "depth":
-      out["depth"] = clips.select_clip_frames(np.asarray(value, np.float32), clip_frames)
+      out["depth"] = clips.select_clip_frames(np.asarray(value, np.float32), clip_frames,
+                                            views=clip_views)
     else:  # cached stream features: one vector per sample, no frames
       out[modality] = np.asarray(value, np.float32)
   return out
