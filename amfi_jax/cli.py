@@ -10,8 +10,10 @@ exceptions keep their traceback.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
 
 from absl import app, flags
 
@@ -76,14 +78,41 @@ def config_value(holder: flags.FlagHolder, flag: str = "--config"):
 
 def run(main) -> None:
   """`absl.app.run(main)` with user errors reported as messages (see the module docstring), the
-  host allocator set up first (`host_memory.reuse_freed_memory`: before JAX starts its threads)."""
+  host allocator set up first (`host_memory.reuse_freed_memory`: before JAX starts its threads),
+  and a quick exit once `main` returns (`_exit_skipping_teardown`)."""
   def guarded(argv):
     try:
       host_memory.reuse_freed_memory()  # JAX starts its threads in `main`, not before
-      return main(argv)
+      status = main(argv)
     except errors.UserError as e:
       if _verbose(sys.argv):
         raise
       _fail(str(e))
+    _exit_skipping_teardown(status)
+    return status
 
   app.run(guarded, flags_parser=_parse_flags)
+
+
+def _exit_skipping_teardown(status) -> None:
+  """Ends the process with `status` (as `sys.exit` would) after the exit handlers have run and
+  the standard streams are flushed, but without the interpreter's teardown, which frees every
+  module, array and the XLA runtime one by one: 1.5 s after each training run on this 2-core
+  machine, for nothing. Everything the commands write is closed or flushed before `main` returns
+  (checkpoints waited for, metric files flushed per line), and the exit handlers still run
+  (logging, JAX's distributed shutdown). Returns instead — the normal exit — while another
+  non-daemon thread is alive, which that exit would wait for."""
+  if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+         if t is not threading.main_thread()):
+    return
+  if status is None:
+    code = 0
+  elif isinstance(status, int):
+    code = status
+  else:
+    print(status, file=sys.stderr)
+    code = 1
+  atexit._run_exitfuncs()  # pylint: disable=protected-access
+  for stream in (sys.stdout, sys.stderr):
+    stream.flush()
+  os._exit(code)  # pylint: disable=protected-access

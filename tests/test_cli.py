@@ -96,3 +96,33 @@ def test_convert_refuses_an_output_that_is_not_new(tmp_path):
               f"--output={tmp_path / 'out'}")
   _assert_user_error(proc, f"--output={tmp_path / 'out'} is a non-empty directory")
   assert os.listdir(tmp_path / "out") == ["keep.txt"]
+
+
+_QUICK_EXIT_SCRIPT = """
+import atexit, sys, threading, time
+from amfi_jax import cli
+
+def main(argv):
+  atexit.register(lambda: open(sys.argv[1] + ".atexit", "w").close())
+  sys.stdout.write("x" * 100000)  # buffered: a pipe
+  if sys.argv[2] == "thread":  # a non-daemon thread still working when main returns
+    threading.Thread(target=lambda: (time.sleep(0.5), open(sys.argv[1] + ".thread", "w").close())
+                     ).start()
+  return int(sys.argv[3])
+
+cli.run(main)
+"""
+
+
+@pytest.mark.parametrize("thread", ["none", "thread"])
+@pytest.mark.parametrize("status", [0, 3])
+def test_commands_exit_with_their_status_output_and_exit_handlers(tmp_path, thread, status):
+  """`cli.run` skips the interpreter's teardown once main returns: the status, buffered output,
+  the exit handlers and a non-daemon thread's work all survive it."""
+  stem = str(tmp_path / "run")
+  proc = subprocess.run([sys.executable, "-c", _QUICK_EXIT_SCRIPT, stem, thread, str(status)],
+                        cwd=REPO, env=cpu_env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == status, proc.stderr
+  assert proc.stdout == "x" * 100000
+  assert os.path.exists(stem + ".atexit")
+  assert os.path.exists(stem + ".thread") == (thread == "thread")
