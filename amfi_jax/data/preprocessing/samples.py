@@ -31,6 +31,8 @@ SKELETON_STREAMS = tuple(SKELETON_STREAM_CHANNELS)
 # `*_features`: pooled stream features (C,) of cached-feature sources (`training.feature_cache`).
 FEATURES = {"rgb": ("clip", "rgb"), "depth": ("depth",), "skeleton": ("skeleton",),
             "rgb_features": ("rgb_features",), "skeleton_features": ("skeleton_features",)}
+# The clip modalities and the dtype of their model inputs.
+_CLIP_DTYPES = {"rgb": np.uint8, "depth": np.float32}
 
 
 def load_clip(video_path: str, seq: ntu_skeleton.SkeletonSequence, *, clip_length: int,
@@ -167,12 +169,9 @@ def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton
       out["skeleton"] = skeleton_input(
           value, skeleton_stream, graph, num_frames=skeleton_frames,
           frame_count=None if frame_count is None else int(frame_count))
-    elif modality == "rgb":
-      out["rgb"] = clips.select_clip_frames(np.asarray(value, np.uint8), clip_frames,
-                                          views=clip_views)
-    elif modality == "depth":
-      out["depth"] = clips.select_clip_frames(np.asarray(value, np.float32), clip_frames,
-                                            views=clip_views)
+    elif modality in _CLIP_DTYPES:
+      out[modality] = clips.select_clip_frames(np.asarray(value, _CLIP_DTYPES[modality]),
+                                               clip_frames, views=clip_views)
     else:  # cached stream features: one vector per sample, no frames
       out[modality] = np.asarray(value, np.float32)
   return out
