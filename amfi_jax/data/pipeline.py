@@ -1,8 +1,8 @@
 """Input pipelines: TFDS ArrayRecord splits -> grain -> per-process numpy batches -> global arrays.
 
 Training (`train_dataset`): source -> per-record selection of modalities -> seed / shuffle /
-repeat (reshuffled every epoch) -> random augmentation -> this process's slice -> batch
-(drop_remainder) -> IterDataset. Evaluation (`eval_dataset`): every record exactly once, the
+repeat (reshuffled every epoch) -> random augmentation -> this process's block of each global
+batch -> batch (drop_remainder) -> IterDataset. Evaluation (`eval_dataset`): every record exactly once, the
 last global batch padded, with a boolean `mask`.
 
 A batch is a dict of numpy arrays, per process:
@@ -229,9 +229,37 @@ def train_dataset(source, *, batch_size: int, seed: int,
         tuple(sorted((augment_kwargs or {}).items())), clips_on,
         tuple(sorted(skeleton_augment_kwargs.items())) if skeleton_on else None,
         clip_frames if clips_on else 0))
-  ds = ds[index::count]
+  if count > 1:
+    # Process p reads the p-th block of every global batch, not every count-th example: the
+    # global batch assembled in process order (`global_batch`) is then the one a single process
+    # reads, so what depends on an example's place in it (the fusion head's feature dropout
+    # masks, mixup's partner) does not depend on the process count either.
+    global_batches = len(ds) // (batch_size * count)
+    ds = grain.MapDataset.range(global_batches * batch_size).map(
+        _ProcessBlock(ds, batch_size, index, count))
   ds = ds.batch(batch_size, drop_remainder=True)
   return ds.to_iter_dataset(_read_options(num_threads, prefetch))
+
+
+def _global_position(i: int, batch_size: int, process_index: int, process_count: int) -> int:
+  """Global position of a process's i-th example when process p holds the contiguous block
+  [b*G + p*batch_size, b*G + (p+1)*batch_size) of global batch b (G = batch_size × count)."""
+  b, offset = divmod(i, batch_size)
+  return (b * process_count + process_index) * batch_size + offset
+
+
+@dataclasses.dataclass(frozen=True)
+class _ProcessBlock:
+  """Local position -> the example at its global position (`_global_position`)."""
+
+  base: grain.MapDataset
+  batch_size: int
+  process_index: int
+  process_count: int
+
+  def __call__(self, i: int) -> dict[str, np.ndarray]:
+    return self.base[_global_position(i, self.batch_size, self.process_index,
+                                      self.process_count)]
 
 
 def eval_num_batches(num_records: int, batch_size: int, process_count: int) -> int:
@@ -274,8 +302,7 @@ class _Padded:
   process_count: int
 
   def __call__(self, i: int) -> dict[str, np.ndarray]:
-    b, offset = divmod(i, self.batch_size)
-    g = (b * self.process_count + self.process_index) * self.batch_size + offset
+    g = _global_position(i, self.batch_size, self.process_index, self.process_count)
     if g < self.num_records:
       return {**self.base[g], "mask": np.bool_(True)}
     return {**self.base[0], "index": np.int32(-1), "mask": np.bool_(False)}

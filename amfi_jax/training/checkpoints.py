@@ -68,7 +68,7 @@ class StageCheckpoints:
     consumes one batch per step and the processes' slices interleave one global stream, so
     after `step` steps the job has consumed exactly the first `step` global batches whatever the
     process count, and continuing at batch `step` of the new slices yields the same examples
-    per step as an uninterrupted run (only their order inside a global batch differs).
+    per step, in the same order, as an uninterrupted run.
     """
     target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract_state, shardings)

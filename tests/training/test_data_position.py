@@ -21,11 +21,13 @@ def _iterator(records, process_index, process_count):
 
 
 def _global_batch(iterators):
-  return np.sort(np.concatenate([next(it)["index"] for it in iterators]))
+  """The processes' next batches in process order, as `pipeline.global_batch` assembles them."""
+  return np.concatenate([next(it)["index"] for it in iterators])
 
 
 def test_global_batches_do_not_depend_on_the_process_count():
-  """Step s of any process count consumes records [s*B, (s+1)*B) of the one shuffled stream."""
+  """Step s of any process count consumes records [s*B, (s+1)*B) of the one shuffled stream, in
+  the same order (feature dropout masks and mixup partners follow positions in the batch)."""
   records = _records(20, rgb=False)  # 2.5 global batches per epoch: steps cross epochs
   for count in (2, 4):
     many = [_iterator(records, p, count) for p in range(count)]
