@@ -2,8 +2,8 @@
 
 Training (`train_dataset`): source -> per-record selection of modalities -> seed / shuffle /
 repeat (reshuffled every epoch) -> random augmentation -> this process's block of each global
-batch -> batch (drop_remainder) -> IterDataset. Evaluation (`eval_dataset`): every record exactly once, the
-last global batch padded, with a boolean `mask`.
+batch -> batch (drop_remainder) -> IterDataset. Evaluation (`eval_dataset`): every record
+exactly once, the last global batch padded, with a boolean `mask`.
 
 A batch is a dict of numpy arrays, per process:
   'rgb'      uint8   (B, K, S, S, 3)   NOT normalised: that happens on the device, so the host

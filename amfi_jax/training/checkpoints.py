@@ -65,7 +65,7 @@ class StageCheckpoints:
 
     The iterator's saved position is per process. When the checkpoint was written by another
     number of processes, `data_iterator` is moved to batch `step` instead: every process
-    consumes one batch per step and the processes' slices interleave one global stream, so
+    consumes one batch per step and the processes' blocks make up one global stream, so
     after `step` steps the job has consumed exactly the first `step` global batches whatever the
     process count, and continuing at batch `step` of the new slices yields the same examples
     per step, in the same order, as an uninterrupted run.
