@@ -229,14 +229,13 @@ def train_dataset(source, *, batch_size: int, seed: int,
         tuple(sorted((augment_kwargs or {}).items())), clips_on,
         tuple(sorted(skeleton_augment_kwargs.items())) if skeleton_on else None,
         clip_frames if clips_on else 0))
-  if count > 1:
-    # Process p reads the p-th block of every global batch, not every count-th example: the
-    # global batch assembled in process order (`global_batch`) is then the one a single process
-    # reads, so what depends on an example's place in it (the fusion head's feature dropout
-    # masks, mixup's partner) does not depend on the process count either.
-    global_batches = len(ds) // (batch_size * count)
-    ds = grain.MapDataset.range(global_batches * batch_size).map(
-        _ProcessBlock(ds, batch_size, index, count))
+  # Process p reads the p-th block of every global batch, not every count-th example: the global
+  # batch assembled in process order (`global_batch`) is then the one a single process reads, so
+  # what depends on an example's place in it (the fusion head's feature dropout masks, mixup's
+  # partner) does not depend on the process count either. One process: the stream itself.
+  global_batches = len(ds) // (batch_size * count)
+  ds = grain.MapDataset.range(global_batches * batch_size).map(
+      _ProcessBlock(ds, batch_size, index, count))
   ds = ds.batch(batch_size, drop_remainder=True)
   return ds.to_iter_dataset(_read_options(num_threads, prefetch))
 
