@@ -13,6 +13,7 @@ import math
 import ml_collections
 
 from amfi_jax import parallel
+from amfi_jax.data import datasets
 from amfi_jax.data.pipeline import PROTOCOLS
 from amfi_jax.data.preprocessing.samples import SKELETON_STREAM_CHANNELS, SKELETON_STREAMS
 from amfi_jax.errors import ConfigError
@@ -573,6 +574,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
         f"config.data.rgb_modality={d.rgb_modality!r} feeds {channels} channel(s) but "
         f"config.model.rgb.in_channels={m.rgb.in_channels}")
+  if not config.data.dataset:
+    datasets.check_embedded(config.data)
   if not config.data.dataset and m.num_classes != config.data.embedded.num_classes:
     raise ConfigError(
         f"config.model.num_classes={m.num_classes} but the embedded dataset (config.data.dataset "

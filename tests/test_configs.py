@@ -141,3 +141,29 @@ def test_clip_shift_outside_its_range_names_the_field(shift):
   config.data.clip_augment.shift = shift
   with pytest.raises(ValueError, match=r"config\.data\.clip_augment\.shift must be in"):
     configlib.validate(config)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("performers", (1, 2, 4, 5, 8, 9), r"performers=\(1, 2, 4, 5, 8, 9\) leaves the test split "
+                                       r"empty"),
+    ("performers", (3, 6, 7, 10), r"performers=\(3, 6, 7, 10\) leaves the train and validation "
+                                  r"splits empty"),
+    ("performers", (1, 2, 3), r"performers=\(1, 2, 3\) leaves the validation split empty"),
+    ("performers", (1, 9, 9, 3), r"performers must be distinct integer ids"),
+    ("replications", (), r"replications must be non-empty"),
+    ("num_classes", 9, r"num_classes must be in 1\.\.8"),
+    ("image_size", 0, r"image_size must be positive"),
+])
+def test_embedded_settings_that_cannot_make_a_dataset_are_rejected_before_generating(
+    field, value, message):
+  # Found after generating and building (minutes) before: TFDS's "Unknown split 'test'".
+  config = configlib.make_config(("rgb", "skeleton", "fusion"), "demo", ("demo",))
+  config.data.embedded[field] = value
+  with pytest.raises(ValueError, match=r"config\.data\.embedded\." + message):
+    configlib.validate(config)
+
+
+def test_embedded_performers_with_every_split_validate():
+  config = configlib.make_config(("rgb", "skeleton", "fusion"), "demo", ("demo",))
+  config.data.embedded.performers = (1, 9, 3, 13)
+  configlib.validate(config)

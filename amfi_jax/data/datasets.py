@@ -18,6 +18,7 @@ from amfi_jax import distributed
 from amfi_jax.data import pipeline
 from amfi_jax.data.builders import ntu_rgbd_builder
 from amfi_jax.data.generator import synthetic
+from amfi_jax.data.readers import ntu
 from amfi_jax.errors import ConfigError, MissingFileError
 
 # Cross-subject split of the generated performers: 1 2 4 5 8 9 train (9 held out for validation),
@@ -138,19 +139,53 @@ def _check_dataset_name(name: str) -> None:
                       f"{config_name!r}; its configs are {configs}")
 
 
+def _embedded_configs(e) -> tuple[synthetic.SyntheticConfig, ntu_rgbd_builder.NtuRgbdConfig]:
+  """The generator's and the builder's settings of `config.data.embedded` (`e`)."""
+  for field in ("performers", "replications"):
+    ids = tuple(e[field])
+    if any(not isinstance(i, int) or isinstance(i, bool) for i in ids) or len(set(ids)) < len(ids):
+      raise ConfigError(f"config.data.embedded.{field} must be distinct integer ids, got {ids}")
+  try:
+    generated = synthetic.SyntheticConfig(
+        num_classes=e.num_classes, performers=tuple(e.performers),
+        replications=tuple(e.replications), seed=e.seed)
+    built = ntu_rgbd_builder.custom_config(
+        "ntu60_xsub", manual_dir=None, clip_length=e.clip_length, image_size=e.image_size,
+        crop_size=e.crop_size, max_frames=e.max_frames,
+        validation_performers=EMBEDDED_VALIDATION_PERFORMERS,
+        class_names=tuple(synthetic.class_names(e.num_classes)), missing_skeletons="")
+  except ValueError as error:  # their messages start with the field's name
+    raise ConfigError(f"config.data.embedded.{error}") from None
+  # Every protocol reads all three splits (`pipeline.PROTOCOLS`), and the builder writes no empty
+  # split, so a missing one would only show after generating and building the data.
+  performers = set(generated.performers)
+  validation = set(EMBEDDED_VALIDATION_PERFORMERS)
+  splits = {"train": performers & (ntu.XSUB_TRAIN_PERFORMERS - validation),
+            "validation": performers & validation,
+            "test": performers - ntu.XSUB_TRAIN_PERFORMERS}
+  empty = [name for name, members in splits.items() if not members]
+  if empty:
+    raise ConfigError(
+        f"config.data.embedded.performers={tuple(e.performers)} leaves the {' and '.join(empty)} "
+        f"split{'s' if len(empty) > 1 else ''} empty. The embedded dataset splits performers as NTU's cross-subject protocol "
+        f"(training: {', '.join(map(str, sorted(ntu.XSUB_TRAIN_PERFORMERS - validation)))}; "
+        f"validation: {', '.join(map(str, sorted(validation)))}; test: every other id), and "
+        "every run reads all three splits.")
+  return generated, built
+
+
+def check_embedded(data_cfg) -> None:
+  """Raises ConfigError for `config.data.embedded` settings that cannot make a dataset (before
+  anything is generated)."""
+  _embedded_configs(data_cfg.embedded)
+
+
 def _embedded(data_cfg, data_root: str) -> Dataset:
-  e = data_cfg.embedded
-  generated = synthetic.SyntheticConfig(num_classes=e.num_classes, performers=tuple(e.performers),
-                                        replications=tuple(e.replications), seed=e.seed)
+  generated, config = _embedded_configs(data_cfg.embedded)
   # Raw files of other generator settings live in their own directory, never reused by mistake.
   digest = hashlib.sha1(repr(generated).encode()).hexdigest()[:8]
   raw = os.path.join(os.path.abspath(data_root), f"raw_{digest}")
   data_dir = os.path.join(os.path.abspath(data_root), "tfds")
-  config = ntu_rgbd_builder.custom_config(
-      "ntu60_xsub", manual_dir=None, clip_length=e.clip_length, image_size=e.image_size,
-      crop_size=e.crop_size,
-      max_frames=e.max_frames, validation_performers=EMBEDDED_VALIDATION_PERFORMERS,
-      class_names=tuple(synthetic.class_names(e.num_classes)), missing_skeletons="")
   builder = ntu_rgbd_builder.NtuRgbd(config=config, data_dir=data_dir)
   if not builder.is_prepared():
     if jax.process_index() == 0:
