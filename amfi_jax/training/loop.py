@@ -104,6 +104,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False,
   for name in config.stages:  # before any data is generated or built
     for size in ("batch_size", "eval_batch_size"):
       stage_setup.check_batch(config.train[name][size], mesh, f"config.train.{name}.{size}")
+  stage_setup.check_stream_sources(config, run)
   os.makedirs(run.path, exist_ok=True)
   dataset = datasets.prepare(config.data, run.data)
   if dataset.num_classes != config.model.num_classes:

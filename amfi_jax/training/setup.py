@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 
 import jax
 from absl import logging
@@ -128,11 +129,13 @@ def restore_weights(config, run: workdir_lib.RunDir, name: str, mesh: Mesh
   return stage, nnx.view(model, use_running_average=True), step
 
 
-def stream_sources(config, name: str, run: workdir_lib.RunDir) -> dict[str, str]:
+def stream_sources(config, name: str, run: workdir_lib.RunDir,
+                   trained_first: Sequence[str] = ()) -> dict[str, str]:
   """{stream: checkpoint directory} of the stream weights stage `name` starts from ({}: none).
 
   Sources: `config.init_from.<stream>` (e.g. converted weights), else, for the streams the stage
-  loads (`workdir.streams_loaded_by`), this run's `best_stream/` of that stream's stage.
+  loads (`workdir.streams_loaded_by`), this run's `best_stream/` of that stream's stage, which
+  must exist unless the stream is one of `trained_first` (stages that run before `name`).
   """
   sources = {}
   for stream in workdir_lib.STREAM_STAGES:
@@ -141,13 +144,25 @@ def stream_sources(config, name: str, run: workdir_lib.RunDir) -> dict[str, str]
     path = config.init_from[stream]
     if not path and stream in workdir_lib.streams_loaded_by(name):
       path = run.stage(stream).best_stream
-      if not os.path.isdir(path):
+      if not os.path.isdir(path) and stream not in trained_first:
         raise MissingFileError(
             f"The {name} stage needs the trained {stream} stream: {path} does not exist. Run "
             f"the {stream} stage first (config.stages) or set config.init_from.{stream}")
     if path:
       sources[stream] = path
   return sources
+
+
+def check_stream_sources(config, run: workdir_lib.RunDir) -> None:
+  """MissingFileError, before any data is prepared, when a stage of `config.stages` that has not
+  started would start from stream weights that are not there and that no earlier stage trains."""
+  for i, name in enumerate(config.stages):
+    sdir = run.stage(name)
+    if os.path.isdir(sdir.checkpoints) and os.listdir(sdir.checkpoints):
+      continue  # finished or resuming: its own checkpoints, not the sources, restore it
+    for stream, path in stream_sources(config, name, run, config.stages[:i]).items():
+      if path == config.init_from[stream]:
+        weights.require_stream_checkpoint(path, f"config.init_from.{stream}")
 
 
 def stream_loader(config, name: str, run: workdir_lib.RunDir):

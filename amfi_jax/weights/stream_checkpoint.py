@@ -35,6 +35,19 @@ def save_stream(directory: str, model: nnx.Module, *, info: dict) -> str:
   return directory
 
 
+def require_stream_checkpoint(directory: str, field: str | None = None) -> str:
+  """`directory`'s Orbax state directory, or MissingFileError naming `field` (the config field
+  that gave the path, if any)."""
+  directory = os.path.abspath(directory)
+  state_dir = os.path.join(directory, "state")
+  if not os.path.isdir(state_dir):
+    where = f"{field}: " if field else ""
+    raise MissingFileError(f"{where}no stream checkpoint at {directory} (expected {state_dir}); "
+                           "create one with `python -m amfi_jax.convert`, or name a run's "
+                           "<stage>/best_stream")
+  return state_dir
+
+
 def load_stream(directory: str, model: nnx.Module, *, allow_new_classifier: bool = True) -> list[str]:
   """Loads a stream checkpoint into `model` in place; returns the paths it left as initialised.
 
@@ -43,10 +56,7 @@ def load_stream(directory: str, model: nnx.Module, *, allow_new_classifier: bool
   with the same shape, otherwise WeightImportError lists the differences.
   """
   directory = os.path.abspath(directory)
-  state_dir = os.path.join(directory, "state")
-  if not os.path.isdir(state_dir):
-    raise MissingFileError(f"No stream checkpoint at {directory} (expected {state_dir}); "
-                           "create one with `python -m amfi_jax.convert`")
+  state_dir = require_stream_checkpoint(directory)
   saved = _restore_on_host(state_dir)
   saved_flat = {tuple(str(k) for k in path): np.asarray(v)
                 for path, v in _flatten(saved)}

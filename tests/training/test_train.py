@@ -193,7 +193,22 @@ def test_fusion_without_trained_streams_says_what_is_missing(tiny_dataset, tmp_p
   config = tiny_config("fusion", tiny_dataset)
   config.stages = ("fusion",)
   with pytest.raises(FileNotFoundError, match="needs the trained rgb stream"):
-    loop.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")  # said before preparing any data
+  config.stages = ("skeleton", "fusion")
+  with pytest.raises(FileNotFoundError, match="needs the trained rgb stream"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_missing_init_from_checkpoint_is_named_before_any_data_is_prepared(tiny_dataset,
+                                                                          tmp_path):
+  config = tiny_config("fusion", tiny_dataset)
+  config.init_from.skeleton = str(tmp_path / "no_such_stream")
+  with pytest.raises(FileNotFoundError, match=r"config\.init_from\.skeleton: no stream checkpoint "
+                                              r"at .*no_such_stream"):
+    loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")
 
 
 def test_non_finite_loss_stops_with_the_step_range(tiny_dataset, tmp_path):
