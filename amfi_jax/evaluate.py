@@ -34,13 +34,17 @@ def evaluate_workdir(workdir: str, split: str = "test", stages=None) -> dict:
   if not stages:
     raise MissingFileError(f"No finished stage in {run.path}")
   dataset = datasets.prepare(config.data, run.data)
+  try:  # any TFDS split expression, e.g. test[:100] or train+validation
+    source = dataset.source(split)
+  except ValueError as e:
+    raise FlagError(f"--split={split}: {e}") from None
   mesh = parallel.make_mesh(config.mesh.data, config.mesh.model)
   results = {}
   for name in stages:
     setup = stage_setup.setup_stage(config, name, dataset, mesh)
     state, step = stage_setup.restore_best(run, setup)
     result = evaluation.evaluate(
-        make_eval_step(setup.stage, setup.layout), state, dataset.source(split),
+        make_eval_step(setup.stage, setup.layout), state, source,
         stage=setup.stage, data_cfg=config.data, batch_size=setup.scfg.eval_batch_size,
         mesh=mesh, class_names=dataset.class_names)
     results[name] = {"best_step": step, "result": result}

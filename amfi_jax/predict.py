@@ -84,6 +84,15 @@ def choose_stage(run: workdir_lib.RunDir, stages, with_video: bool) -> str:
                          f"(finished: {trained or 'none'})")
 
 
+def check_sample_files(skeleton_path: str, video_path: str | None) -> None:
+  """--skeleton and --video must name files (checked before any model is loaded)."""
+  for flag, path in (("--skeleton", skeleton_path), ("--video", video_path)):
+    if path is not None and not os.path.isfile(path):
+      problem = "is a directory" if os.path.isdir(path) else "not found"
+      raise MissingFileError(f"{flag}={path}: {problem}; name one sample's file (--inputs "
+                             "takes a folder of samples)")
+
+
 def check_same_sample(skeleton_path: str, video_path: str | None) -> None:
   """The skeleton and the video must be of one sample (NTU names: S…C…P…R…A…)."""
   if video_path is None:
@@ -118,6 +127,7 @@ def rank_one(run: workdir_lib.RunDir, config, stage_name: str, inputs: dict[str,
 def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
             allow_mismatch: bool = False) -> tuple[str, list[tuple[str, float]]]:
   """(stage used, [(class name, probability)] sorted by probability)."""
+  check_sample_files(skeleton_path, video_path)
   if not allow_mismatch:
     check_same_sample(skeleton_path, video_path)
   run = workdir_lib.RunDir(workdir)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from amfi_jax import predict
-from amfi_jax.errors import FlagError
+from amfi_jax.errors import FlagError, MissingFileError
 from amfi_jax.workdir import RunDir
 
 from tests.conftest import cpu_env
@@ -152,3 +152,15 @@ def test_bad_flags_are_refused_before_any_model_is_loaded(raw_folder, tmp_path):
     predict.predict_batch(raw_folder, output, workdir=nowhere)
   with open(output) as f:
     assert f.read() == "keep\n"
+
+
+def test_one_sample_paths_that_are_no_files_are_refused_before_any_model_is_loaded(raw_folder,
+                                                                                   tmp_path):
+  nowhere = str(tmp_path / "no_run")  # reading a workdir would be a different error
+  skeleton = sorted(glob.glob(os.path.join(raw_folder, "*.skeleton")))[0]
+  with pytest.raises(MissingFileError, match=r"--skeleton=.*missing\.skeleton: not found"):
+    predict.predict(nowhere, str(tmp_path / "missing.skeleton"))
+  with pytest.raises(MissingFileError, match=r"--skeleton=.*: is a directory"):
+    predict.predict(nowhere, raw_folder)
+  with pytest.raises(MissingFileError, match=r"--video=.*_rgb\.avi: not found"):
+    predict.predict(nowhere, skeleton, str(tmp_path / "S001C001P003R001A002_rgb.avi"))

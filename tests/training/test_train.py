@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from amfi_jax import configlib, evaluate, predict
+from amfi_jax.errors import FlagError
 from amfi_jax.evaluation import reports
 from amfi_jax.training import feature_cache, loop
 from amfi_jax.workdir import ConfigChangedError, RunDir
@@ -108,6 +109,12 @@ def test_evaluate_names_a_checkpoint_that_does_not_fit_the_recorded_config(train
   with pytest.raises(ValueError, match=r"checkpoint \d+ in .*skeleton.* does not fit the model "
                      r"that config\.model builds"):
     evaluate.evaluate_workdir(copy, stages=["skeleton"])
+
+
+def test_evaluate_names_an_unknown_split_before_restoring_anything(trained_workdir):
+  workdir, _ = trained_workdir
+  with pytest.raises(FlagError, match=r"--split=tset: Unknown split 'tset'"):
+    evaluate.evaluate_workdir(workdir, "tset")
 
 
 def test_evaluate_reproduces_the_reported_test_metrics(trained_workdir):
