@@ -495,7 +495,8 @@ def _main_stream(args) -> None:
     raise FlagError("--stream needs --skeleton: a .skeleton file to replay, or - to read NTU "
                     "frame blocks from standard input")
   predictor = stream_predictor(workdir=args.workdir, exported=args.exported, top=args.top)
-  streaming.check_flags(args.window, args.stride, args.fps, predictor.max_frames)
+  window = streaming.resolve_window(args.window, predictor.max_frames)
+  streaming.check_flags(window, args.stride, args.fps, predictor.max_frames)
   lines, has_header = streaming.open_lines(args.skeleton, sys.stdin)
   predictor.warm_up()
   # Standard input arrives as the producer writes it; a file is replayed at --fps.
@@ -503,7 +504,7 @@ def _main_stream(args) -> None:
   source = "<stdin>" if args.skeleton == streaming.STDIN else args.skeleton
   frames = streaming.replay(lines, source, fps=fps, has_header=has_header)
   _, summary = streaming.run(
-      frames, predictor, window=args.window, stride=args.stride, source=source, fps=args.fps,
+      frames, predictor, window=window, stride=args.stride, source=source, fps=args.fps,
       on_result=lambda result: print(streaming.format_result(result), flush=True))
   print(json.dumps(summary), flush=True)
 
@@ -557,7 +558,8 @@ def _define_flags():
   flags.DEFINE_string("sample", None, "With --pose_pickle: the sample's name (frame_dir).")
   flags.DEFINE_bool("stream", False, "Predict a sliding window of a skeleton stream: "
                     "--skeleton=FILE (replayed at --fps) or - (NTU frame blocks on stdin).")
-  flags.DEFINE_integer("window", streaming.DEFAULT_WINDOW, "With --stream: frames per window.")
+  flags.DEFINE_integer("window", None, "With --stream: frames per window (default "
+                       f"{streaming.DEFAULT_WINDOW}, or the model's max_frames when fewer).")
   flags.DEFINE_integer("stride", streaming.DEFAULT_STRIDE, "With --stream: a window every "
                        "this many frames.")
   flags.DEFINE_float("fps", streaming.DEFAULT_FPS, "With --stream and a file: replay rate "

@@ -62,6 +62,12 @@ class WindowResult:
   compute_ms: float  # preprocessing and the model alone
 
 
+def resolve_window(window: int | None, max_frames: int) -> int:
+  """`window`, or when it is not given DEFAULT_WINDOW capped at the model's `max_frames` (the
+  demo's models read 64 frames)."""
+  return min(DEFAULT_WINDOW, max_frames) if window is None else window
+
+
 def check_flags(window: int, stride: int, fps: float, max_frames: int) -> None:
   if window < 1:
     raise FlagError(f"--window={window}: a window needs at least one frame")

@@ -35,9 +35,10 @@ def looped_blocks(skeleton_file: str, num_frames: int) -> list[str]:
           for line in block]
 
 
-def skeleton_stream(artifact: str, skeleton_file: str, *, windows: int, window: int,
+def skeleton_stream(artifact: str, skeleton_file: str, *, windows: int, window: int | None,
                     stride: int, fps: float = 0.0) -> dict:
   predictor = predict.stream_predictor(workdir=None, exported=artifact, top=5)
+  window = streaming.resolve_window(window, predictor.max_frames)
   streaming.check_flags(window, stride, fps, predictor.max_frames)
   predictor.warm_up()
   lines = looped_blocks(skeleton_file, window + (windows - 1) * stride)
@@ -67,7 +68,8 @@ def _define_flags():
   flags.DEFINE_string("skeleton", None, "A .skeleton file whose frames make the stream.")
   flags.DEFINE_string("fusion_artifact", None, "A fusion artifact (optional).")
   flags.DEFINE_integer("windows", 20, "Windows to time after the warm-up.")
-  flags.DEFINE_integer("window", streaming.DEFAULT_WINDOW, "Frames per window.")
+  flags.DEFINE_integer("window", None, f"Frames per window (default {streaming.DEFAULT_WINDOW}, "
+                       "or the model's max_frames when fewer).")
   flags.DEFINE_integer("stride", streaming.DEFAULT_STRIDE, "Frames between windows.")
   flags.DEFINE_float("fps", 0.0, "Frames per second of the replay; 0: as fast as answered "
                      "(> 0: real time, so the latency includes any backlog).")

@@ -202,6 +202,10 @@ def test_stream_refusals_name_the_flag(artifacts, tmp_path):
     predict.stream_predictor(workdir=None, exported=None, top=5)
   with pytest.raises(FlagError, match="--window=40: the model reads at most 32 frames"):
     streaming.check_flags(40, 5, 30.0, 32)
+  # Not given, the window is the default capped at what the model reads; given, it is kept.
+  assert streaming.resolve_window(None, 32) == 32
+  assert streaming.resolve_window(None, 300) == streaming.DEFAULT_WINDOW
+  assert streaming.resolve_window(40, 32) == 40
   with pytest.raises(FlagError, match="--stride=0"):
     streaming.check_flags(8, 0, 30.0, 32)
   with pytest.raises(FlagError, match="--fps=-1"):
