@@ -455,14 +455,15 @@ def make_config(stages: tuple[str, ...], arg: str | None, allowed: tuple[str, ..
   return config
 
 
+def _require_int(value, field: str, minimum: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ConfigError(f"{field} must be an integer ≥ {minimum}, got {value!r}")
+
+
 def _validate_stage(t: ml_collections.ConfigDict, field: str) -> None:
   """A stage's optimisation settings that can be checked before any data exists."""
-  def positive_int(name):
-    value = t[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ConfigError(f"{field}.{name} must be an integer ≥ 1, got {value!r}")
-  positive_int("batch_size")
-  positive_int("eval_batch_size")
+  _require_int(t.batch_size, f"{field}.batch_size", 1)
+  _require_int(t.eval_batch_size, f"{field}.eval_batch_size", 1)
   if t.num_steps <= 0 and t.num_epochs <= 0:
     raise ConfigError(f"{field}: set num_epochs > 0 or num_steps > 0 (got {t.num_epochs} and "
                       f"{t.num_steps})")
@@ -531,9 +532,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if m.fusion.gate_weight < 0:
     raise ConfigError(f"config.model.fusion.gate_weight must be ≥ 0, got {m.fusion.gate_weight}")
   check("model.skeleton.graph", m.skeleton.graph, tuple(GRAPHS))
-  if not isinstance(m.skeleton.num_persons, int) or m.skeleton.num_persons < 1:
-    raise ConfigError(f"config.model.skeleton.num_persons must be an integer ≥ 1, "
-                      f"got {m.skeleton.num_persons!r}")
+  _require_int(m.skeleton.num_persons, "config.model.skeleton.num_persons", 1)
+  _require_int(config.seed, "config.seed", 0)
+  _require_int(config.train.log_every_steps, "config.train.log_every_steps", 1)
   for stage in STAGES:
     _validate_stage(config.train[stage], f"config.train.{stage}")
     check(f"train.{stage}.schedule", config.train[stage].schedule, SCHEDULES)
@@ -543,10 +544,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 <= d.clip_augment.shift < 0.5:
     raise ConfigError("config.data.clip_augment.shift must be in [0, 0.5) (a fraction of the "
                       f"frame side), got {d.clip_augment.shift}")
-  if not isinstance(d.clip_frames, int) or d.clip_frames < 0:
-    raise ConfigError(f"config.data.clip_frames must be an integer ≥ 0, got {d.clip_frames!r}")
-  if not isinstance(d.clip_views, int) or d.clip_views < 1:
-    raise ConfigError(f"config.data.clip_views must be an integer ≥ 1, got {d.clip_views!r}")
+  _require_int(d.clip_frames, "config.data.clip_frames", 0)
+  _require_int(d.clip_views, "config.data.clip_views", 1)
+  _require_int(d.skeleton_frames, "config.data.skeleton_frames", 0)
   if d.clip_views > 1 and not d.clip_frames:
     raise ConfigError(f"config.data.clip_views={d.clip_views} needs config.data.clip_frames > 0 "
                       "(views are drawn from the groups of stored frames)")

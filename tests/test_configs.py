@@ -167,3 +167,22 @@ def test_embedded_performers_with_every_split_validate():
   config = configlib.make_config(("rgb", "skeleton", "fusion"), "demo", ("demo",))
   config.data.embedded.performers = (1, 9, 3, 13)
   configlib.validate(config)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("seed", -1, r"config\.seed must be an integer ≥ 0, got -1"),
+    ("train.log_every_steps", 0, r"config\.train\.log_every_steps must be an integer ≥ 1"),
+    ("data.skeleton_frames", -1, r"config\.data\.skeleton_frames must be an integer ≥ 0"),
+    ("train.rgb.batch_size", 0, r"config\.train\.rgb\.batch_size must be an integer ≥ 1"),
+])
+def test_integer_fields_out_of_range_are_named(field, value, message):
+  # seed -1 and log_every_steps 0 failed a minute into the run (numpy's and a modulo's error),
+  # a negative skeleton_frames trained on.
+  config = configlib.make_config(("rgb", "skeleton", "fusion"), "demo", ("demo",))
+  section, _, key = field.rpartition(".")
+  target = config
+  for part in filter(None, section.split(".")):
+    target = target[part]
+  target[key] = value
+  with pytest.raises(ValueError, match=message):
+    configlib.validate(config)
