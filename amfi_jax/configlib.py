@@ -475,6 +475,33 @@ def _validate_stage(t: ml_collections.ConfigDict, field: str) -> None:
       raise ConfigError(f"{field}.{name} must be a finite number ≥ 0, got {t[name]}")
   if not math.isfinite(t.mixup) or t.mixup < 0:
     raise ConfigError(f"{field}.mixup must be a finite number ≥ 0 (0 = off), got {t.mixup}")
+  if any(not math.isfinite(e) or e <= 0 for e in t.decay_epochs):
+    raise ConfigError(f"{field}.decay_epochs must be epochs > 0, got {tuple(t.decay_epochs)}")
+
+
+def _validate_augmentation(d: ml_collections.ConfigDict) -> None:
+  """The ranges `preprocessing.clips` and `preprocessing.skeleton_augment` draw from."""
+  lo, hi = d.clip_augment.scale
+  if not 0 < lo <= hi:
+    raise ConfigError(f"config.data.clip_augment.scale must be a zoom range (lo, hi) with "
+                      f"0 < lo ≤ hi, got {tuple(d.clip_augment.scale)}")
+  if not 0 <= d.clip_augment.shift < 0.5:
+    raise ConfigError("config.data.clip_augment.shift must be in [0, 0.5) (a fraction of the "
+                      f"frame side), got {d.clip_augment.shift}")
+  a = d.skeleton_augment
+  if len(a.rotate) != 3 or any(not 0 <= r <= 180 for r in a.rotate):
+    raise ConfigError("config.data.skeleton_augment.rotate must be three angles in [0, 180] "
+                      f"(± degrees about x, y, z), got {tuple(a.rotate)}")
+  if not 0 <= a.scale < 1:
+    raise ConfigError("config.data.skeleton_augment.scale must be in [0, 1) (factors in 1 ± "
+                      f"scale stay positive), got {a.scale}")
+  if not 0 <= a.crop <= 1:
+    raise ConfigError("config.data.skeleton_augment.crop must be in [0, 1] (the fraction of the "
+                      f"frames kept; 0 = off), got {a.crop}")
+  for name in ("shear", "jitter"):
+    if not 0 <= a[name] < math.inf:
+      raise ConfigError(f"config.data.skeleton_augment.{name} must be a finite number ≥ 0, "
+                        f"got {a[name]}")
 
 
 def _validate_distillation(config: ml_collections.ConfigDict) -> None:
@@ -533,17 +560,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.model.fusion.gate_weight must be ≥ 0, got {m.fusion.gate_weight}")
   check("model.skeleton.graph", m.skeleton.graph, tuple(GRAPHS))
   _require_int(m.skeleton.num_persons, "config.model.skeleton.num_persons", 1)
+  blocks = tuple(m.rgb.blocks_per_stage)
+  if len(blocks) != 4:
+    raise ConfigError(f"config.model.rgb.blocks_per_stage must be four counts (one per ResNet "
+                      f"stage), got {blocks}")
+  for i, count in enumerate(blocks):
+    _require_int(count, f"config.model.rgb.blocks_per_stage[{i}]", 1)
+  _require_int(m.fusion.element_width, "config.model.fusion.element_width", 1)
+  _require_int(m.fusion.se_reduction, "config.model.fusion.se_reduction", 1)
   _require_int(config.seed, "config.seed", 0)
   _require_int(config.train.log_every_steps, "config.train.log_every_steps", 1)
+  _require_int(config.train.keep_latest, "config.train.keep_latest", 1)
   for stage in STAGES:
     _validate_stage(config.train[stage], f"config.train.{stage}")
     check(f"train.{stage}.schedule", config.train[stage].schedule, SCHEDULES)
   _validate_distillation(config)
   d = config.data
   check("data.protocol", d.protocol, tuple(PROTOCOLS))
-  if not 0 <= d.clip_augment.shift < 0.5:
-    raise ConfigError("config.data.clip_augment.shift must be in [0, 0.5) (a fraction of the "
-                      f"frame side), got {d.clip_augment.shift}")
+  _validate_augmentation(d)
+  _require_int(d.num_threads, "config.data.num_threads", 0)
+  _require_int(d.prefetch, "config.data.prefetch", 0)
   _require_int(d.clip_frames, "config.data.clip_frames", 0)
   _require_int(d.clip_views, "config.data.clip_views", 1)
   _require_int(d.skeleton_frames, "config.data.skeleton_frames", 0)

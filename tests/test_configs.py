@@ -174,10 +174,27 @@ def test_embedded_performers_with_every_split_validate():
     ("train.log_every_steps", 0, r"config\.train\.log_every_steps must be an integer ≥ 1"),
     ("data.skeleton_frames", -1, r"config\.data\.skeleton_frames must be an integer ≥ 0"),
     ("train.rgb.batch_size", 0, r"config\.train\.rgb\.batch_size must be an integer ≥ 1"),
+    ("train.keep_latest", 0, r"config\.train\.keep_latest must be an integer ≥ 1"),
+    ("train.rgb.decay_epochs", (-1,), r"config\.train\.rgb\.decay_epochs must be epochs > 0"),
+    ("data.num_threads", -1, r"config\.data\.num_threads must be an integer ≥ 0"),
+    ("model.rgb.blocks_per_stage", (1, 1), r"config\.model\.rgb\.blocks_per_stage must be four"),
+    ("model.rgb.blocks_per_stage", (1, 0, 1, 1),
+     r"config\.model\.rgb\.blocks_per_stage\[1\] must be an integer ≥ 1"),
+    ("model.fusion.element_width", 0, r"config\.model\.fusion\.element_width must be an integer"),
+    ("model.fusion.se_reduction", 0, r"config\.model\.fusion\.se_reduction must be an integer"),
+    ("data.clip_augment.scale", (1.2, 0.8), r"config\.data\.clip_augment\.scale must be a zoom "
+                                            r"range"),
+    ("data.skeleton_augment.crop", 1.5, r"config\.data\.skeleton_augment\.crop must be in \[0, 1\]"),
+    ("data.skeleton_augment.scale", 1.0, r"config\.data\.skeleton_augment\.scale must be in "
+                                         r"\[0, 1\)"),
+    ("data.skeleton_augment.jitter", -0.01, r"config\.data\.skeleton_augment\.jitter must be"),
+    ("data.skeleton_augment.rotate", (10.0, 10.0), r"config\.data\.skeleton_augment\.rotate "
+                                                   r"must be three angles"),
 ])
-def test_integer_fields_out_of_range_are_named(field, value, message):
-  # seed -1 and log_every_steps 0 failed a minute into the run (numpy's and a modulo's error),
-  # a negative skeleton_frames trained on.
+def test_fields_out_of_range_are_named(field, value, message):
+  # Each failed minutes into a run (seed -1, log_every_steps 0, a fusion setting: once the
+  # fusion stage built its model; a negative std of the jitter: in the input pipeline) or
+  # trained on regardless (a negative skeleton_frames, a decay epoch ≤ 0).
   config = configlib.make_config(("rgb", "skeleton", "fusion"), "demo", ("demo",))
   section, _, key = field.rpartition(".")
   target = config
