@@ -127,9 +127,9 @@ def rank_one(run: workdir_lib.RunDir, config, stage_name: str, inputs: dict[str,
 def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
             allow_mismatch: bool = False) -> tuple[str, list[tuple[str, float]]]:
   """(stage used, [(class name, probability)] sorted by probability)."""
-  check_sample_files(skeleton_path, video_path)
   if not allow_mismatch:
     check_same_sample(skeleton_path, video_path)
+  check_sample_files(skeleton_path, video_path)
   run = workdir_lib.RunDir(workdir)
   info = run.read_run_info()
   config = run.load_config()

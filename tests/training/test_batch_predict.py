@@ -163,4 +163,5 @@ def test_one_sample_paths_that_are_no_files_are_refused_before_any_model_is_load
   with pytest.raises(MissingFileError, match=r"--skeleton=.*: is a directory"):
     predict.predict(nowhere, raw_folder)
   with pytest.raises(MissingFileError, match=r"--video=.*_rgb\.avi: not found"):
-    predict.predict(nowhere, skeleton, str(tmp_path / "S001C001P003R001A002_rgb.avi"))
+    predict.predict(nowhere, skeleton,
+                    str(tmp_path / os.path.basename(skeleton).replace(".skeleton", "_rgb.avi")))
