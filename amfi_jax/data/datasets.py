@@ -165,10 +165,12 @@ def _embedded_configs(e) -> tuple[synthetic.SyntheticConfig, ntu_rgbd_builder.Nt
             "test": performers - ntu.XSUB_TRAIN_PERFORMERS}
   empty = [name for name, members in splits.items() if not members]
   if empty:
+    plural = "s" if len(empty) > 1 else ""
+    training = ", ".join(map(str, sorted(ntu.XSUB_TRAIN_PERFORMERS - validation)))
     raise ConfigError(
         f"config.data.embedded.performers={tuple(e.performers)} leaves the {' and '.join(empty)} "
-        f"split{'s' if len(empty) > 1 else ''} empty. The embedded dataset splits performers as NTU's cross-subject protocol "
-        f"(training: {', '.join(map(str, sorted(ntu.XSUB_TRAIN_PERFORMERS - validation)))}; "
+        f"split{plural} empty. The embedded dataset splits performers as NTU's cross-subject "
+        f"protocol (training: {training}; "
         f"validation: {', '.join(map(str, sorted(validation)))}; test: every other id), and "
         "every run reads all three splits.")
   return generated, built
