@@ -534,8 +534,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value not in allowed:
       raise ConfigError(f"config.{field} must be one of {list(allowed)}, got {value!r}")
 
-  for stage in config.stages:
-    check("stages[]", stage, STAGES)
+  for i, stage in enumerate(config.stages):
+    check(f"stages[{i}]", stage, STAGES)
   parallel.config_rules(config.mesh)  # raises naming config.mesh.rules.<axis>
   m = config.model
   if not isinstance(m.num_classes, int) or m.num_classes < 2:
