@@ -612,9 +612,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"config.model.rgb.in_channels={m.rgb.in_channels}")
   if not config.data.dataset:
     datasets.check_embedded(config.data)
-  if not config.data.dataset and m.num_classes != config.data.embedded.num_classes:
-    raise ConfigError(
-        f"config.model.num_classes={m.num_classes} but the embedded dataset (config.data.dataset "
-        f"is empty) has config.data.embedded.num_classes={config.data.embedded.num_classes}: "
-        "use the `demo` variant (e.g. configs/fusion.py:demo), or set config.data.dataset to a "
-        "built dataset such as ntu_rgbd/ntu60_xsub")
+    if m.num_classes != config.data.embedded.num_classes:
+      raise ConfigError(
+          f"config.model.num_classes={m.num_classes} but the embedded dataset "
+          "(config.data.dataset is empty) has config.data.embedded.num_classes="
+          f"{config.data.embedded.num_classes}: use the `demo` variant (e.g. "
+          "configs/fusion.py:demo), or set config.data.dataset to a built dataset such as "
+          "ntu_rgbd/ntu60_xsub")

@@ -495,8 +495,7 @@ def _main_stream(args) -> None:
     raise FlagError("--stream needs --skeleton: a .skeleton file to replay, or - to read NTU "
                     "frame blocks from standard input")
   predictor = stream_predictor(workdir=args.workdir, exported=args.exported, top=args.top)
-  window = streaming.resolve_window(args.window, predictor.max_frames)
-  streaming.check_flags(window, args.stride, args.fps, predictor.max_frames)
+  window = streaming.check_flags(args.window, args.stride, args.fps, predictor.max_frames)
   lines, has_header = streaming.open_lines(args.skeleton, sys.stdin)
   predictor.warm_up()
   # Standard input arrives as the producer writes it; a file is replayed at --fps.

@@ -68,7 +68,10 @@ def resolve_window(window: int | None, max_frames: int) -> int:
   return min(DEFAULT_WINDOW, max_frames) if window is None else window
 
 
-def check_flags(window: int, stride: int, fps: float, max_frames: int) -> None:
+def check_flags(window: int | None, stride: int, fps: float, max_frames: int) -> int:
+  """The window to use (`resolve_window`), or FlagError naming the flag a model of `max_frames`
+  frames cannot take."""
+  window = resolve_window(window, max_frames)
   if window < 1:
     raise FlagError(f"--window={window}: a window needs at least one frame")
   if window > max_frames:
@@ -78,6 +81,7 @@ def check_flags(window: int, stride: int, fps: float, max_frames: int) -> None:
     raise FlagError(f"--stride={stride}: a window is due every stride >= 1 frames")
   if fps < 0:
     raise FlagError(f"--fps={fps}: a frame rate is >= 0 (0: replay as fast as possible)")
+  return window
 
 
 def frame_blocks(lines: Iterable[str], source: str, *, has_header: bool

@@ -38,8 +38,7 @@ def looped_blocks(skeleton_file: str, num_frames: int) -> list[str]:
 def skeleton_stream(artifact: str, skeleton_file: str, *, windows: int, window: int | None,
                     stride: int, fps: float = 0.0) -> dict:
   predictor = predict.stream_predictor(workdir=None, exported=artifact, top=5)
-  window = streaming.resolve_window(window, predictor.max_frames)
-  streaming.check_flags(window, stride, fps, predictor.max_frames)
+  window = streaming.check_flags(window, stride, fps, predictor.max_frames)
   predictor.warm_up()
   lines = looped_blocks(skeleton_file, window + (windows - 1) * stride)
   frames = streaming.replay(lines, skeleton_file, fps=fps, has_header=False)

@@ -161,7 +161,7 @@ def check_stream_sources(config, run: workdir_lib.RunDir) -> None:
     if os.path.isdir(sdir.checkpoints) and os.listdir(sdir.checkpoints):
       continue  # finished or resuming: its own checkpoints, not the sources, restore it
     for stream, path in stream_sources(config, name, run, config.stages[:i]).items():
-      if path == config.init_from[stream]:
+      if config.init_from[stream]:  # this run's own best_stream/ may still be trained first
         weights.require_stream_checkpoint(path, f"config.init_from.{stream}")
 
 
