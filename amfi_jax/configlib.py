@@ -237,7 +237,7 @@ def demo(config: ml_collections.ConfigDict) -> None:
   # augmented epochs, and 85.42 % cached without the dropout, which leaves the head free to
   # ignore the RGB feature (docs/results.md). It starts from scratch, so it gets a larger rate
   # than the paper's 0.01.
-  _fusion_head_on_cached_features(config)
+  _fusion_head_on_cached_features(config, feature_dropout=0.3)
   t.fusion.batch_size = 16
   t.fusion.learning_rate = 0.05
   for name in ("rgb", "skeleton", "fusion"):
@@ -245,15 +245,16 @@ def demo(config: ml_collections.ConfigDict) -> None:
   t.log_every_steps = 10
 
 
-def _fusion_head_on_cached_features(config: ml_collections.ConfigDict) -> None:
+def _fusion_head_on_cached_features(config: ml_collections.ConfigDict,
+                                    feature_dropout: float) -> None:
   """The fusion head trained on the frozen streams' cached, unaugmented features (seconds per
-  epoch, so 60 epochs fit, lr × 0.1 at 45), with dropout 0.3 on the features it reads."""
+  epoch, so 60 epochs fit, lr × 0.1 at 45), with dropout on the features it reads."""
   f = config.train.fusion
   f.cache_features = True
   f.augment = False
   f.num_epochs = 60
   f.decay_epochs = (45,)
-  f.feature_dropout = 0.3
+  f.feature_dropout = feature_dropout
   f.eval_every_epochs = 10
 
 
@@ -374,8 +375,11 @@ def utd_mhad(config: ml_collections.ConfigDict) -> None:
   # The head trains on the frozen streams' cached features, unaugmented. The paper's 6 epochs
   # are 78 steps on 431 sequences: 60 epochs (lr × 0.1 at 45) reach 87.0 % instead of 76.9 % on
   # held-out subject 7 (docs/results.md).
-  # Dropout 0.3 on the stream features the head reads: 90.7 % instead of 87.0 % on subject 7.
-  _fusion_head_on_cached_features(config)
+  # Dropout on the stream features the head reads, so that it cannot lean on one stream that is
+  # right on nearly every training sequence: 0.3 reached 90.7 % instead of 87.0 % on subject 7.
+  # 0.7, chosen on four held-out stream pairs (subjects 7 and 5, distill weights 1 and 3; mean
+  # last-step validation top-1 83.3 / 84.3 / 84.7 / 85.4 % for 0.3 / 0.4 / 0.5 / 0.7).
+  _fusion_head_on_cached_features(config, feature_dropout=0.7)
   config.train.log_every_steps = 20
 
 
