@@ -233,11 +233,12 @@ def demo(config: ml_collections.ConfigDict) -> None:
     t[name].learning_rate = lr
     t[name].decay_epochs = (epochs * 3 // 4,)
     t[name].eval_every_epochs = 2
-  # The UTD-MHAD recipe's head: on the same seed-0 streams 91.15 % against 84.38 % for 8
-  # augmented epochs, and 85.42 % cached without the dropout, which leaves the head free to
-  # ignore the RGB feature (docs/results.md). It starts from scratch, so it gets a larger rate
-  # than the paper's 0.01.
-  _fusion_head_on_cached_features(config, feature_dropout=0.3)
+  # The UTD-MHAD recipe's head, chosen there on held-out subjects (the demo's one validation
+  # performer cannot rank heads): with dropout 0.3, on the same seed-0 streams 91.15 % against
+  # 84.38 % for 8 augmented epochs, and 85.42 % cached without the dropout, which leaves the
+  # head free to ignore the RGB feature (docs/results.md). It starts from scratch, so it gets a
+  # larger rate than the paper's 0.01.
+  _fusion_head_on_cached_features(config, feature_dropout=0.7)
   t.fusion.batch_size = 16
   t.fusion.learning_rate = 0.05
   for name in ("rgb", "skeleton", "fusion"):
