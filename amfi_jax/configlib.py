@@ -88,8 +88,11 @@ def data_config() -> ml_collections.ConfigDict:
       "rgb_modality": "rgb",  # rgb | depth (UTD-MHAD; needs model.rgb.in_channels = 1)
       "augment": True,  # rotation / flip / scaling of clips in training (SPEC §3.3)
       # What `augment` does to clips (`preprocessing.clips.augment_clip`): rotations by multiples
-      # of 90°, flips, zoom by a factor in `scale`, translation by up to `shift` × the side.
-      "clip_augment": {"rotate": True, "flip": True, "scale": (0.8, 1.2), "shift": 0.0},
+      # of 90°, flips, zoom by a factor in `scale`, translation by up to `shift` × the side;
+      # with clip_frames > 0, a temporal crop: the frames drawn from a random window of
+      # `crop`–1 of the stored ones (`preprocessing.clips.select_clip_frames`; 0 = off).
+      "clip_augment": {"rotate": True, "flip": True, "scale": (0.8, 1.2), "shift": 0.0,
+                       "crop": 0.0},
       # Skeleton augmentation in training (`preprocessing.skeleton_augment`), applied on the host
       # and deterministic per seed. Off by default: the 2s-AGCN reference trains without it.
       "skeleton_augment": {
@@ -144,9 +147,12 @@ def stage_config(*, batch_size, num_epochs, learning_rate, weight_decay, decay_e
       "mixup": 0.0,
       # A stream stage only: the other stream ('rgb' or 'skeleton', trained earlier in
       # config.stages) whose features this stream's learn to point along, with weight
-      # distill_weight (`training.distillation`). '' = off (paper).
+      # distill_weight (`training.distillation`). '' = off (paper). distill_logits > 0 adds
+      # the distillation of its class scores softened at distill_temperature, with that weight.
       "distill_from": "",
       "distill_weight": 1.0,
+      "distill_logits": 0.0,
+      "distill_temperature": 4.0,
   })
 
 
@@ -492,6 +498,12 @@ def _validate_augmentation(d: ml_collections.ConfigDict) -> None:
   if not 0 <= d.clip_augment.shift < 0.5:
     raise ConfigError("config.data.clip_augment.shift must be in [0, 0.5) (a fraction of the "
                       f"frame side), got {d.clip_augment.shift}")
+  if not 0 <= d.clip_augment.crop <= 1:
+    raise ConfigError("config.data.clip_augment.crop must be in [0, 1] (the shortest window, a "
+                      f"fraction of the stored frames; 0 = off), got {d.clip_augment.crop}")
+  if d.clip_augment.crop and not d.clip_frames:
+    raise ConfigError("config.data.clip_augment.crop needs config.data.clip_frames > 0 (it "
+                      "crops the stored frames the clip's frames are drawn from)")
   a = d.skeleton_augment
   if len(a.rotate) != 3 or any(not 0 <= r <= 180 for r in a.rotate):
     raise ConfigError("config.data.skeleton_augment.rotate must be three angles in [0, 180] "
@@ -524,9 +536,16 @@ def _validate_distillation(config: ml_collections.ConfigDict) -> None:
     if stage in stages and teacher in stages[stages.index(stage):]:
       raise ConfigError(f"{field}={teacher!r} needs the {teacher} stage to train first: list "
                         f"it before {stage!r} in config.stages (got {stages})")
-    if not t.distill_weight > 0:
-      raise ConfigError(f"config.train.{stage}.distill_weight must be > 0 with {field} set, "
-                        f"got {t.distill_weight}")
+    for name in ("distill_weight", "distill_logits"):
+      if not 0 <= t[name] < math.inf:
+        raise ConfigError(f"config.train.{stage}.{name} must be a finite number ≥ 0, got "
+                          f"{t[name]}")
+    if not (t.distill_weight > 0 or t.distill_logits > 0):
+      raise ConfigError(f"config.train.{stage}.distill_weight must be > 0 with {field} set "
+                        f"(or config.train.{stage}.distill_logits > 0), got {t.distill_weight}")
+    if not 0 < t.distill_temperature < math.inf:
+      raise ConfigError(f"config.train.{stage}.distill_temperature must be a finite number > 0, "
+                        f"got {t.distill_temperature}")
     if t.mixup:
       raise ConfigError(f"config.train.{stage}.mixup and {field} do not combine: a blended "
                         "sample has no teacher features")

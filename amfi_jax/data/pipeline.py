@@ -125,9 +125,11 @@ class _Augment:
       for modality in _AUGMENTED:
         if modality in out:
           clip = out[modality]
+          kwargs = dict(self.clip_kwargs)
+          crop = kwargs.pop("crop", 0.0)  # the frame choice's; the rest are augment_clip's
           if self.clip_frames:
-            clip = clips.select_clip_frames(clip, self.clip_frames, rng)
-          out[modality] = clips.augment_clip(clip, rng, **dict(self.clip_kwargs))
+            clip = clips.select_clip_frames(clip, self.clip_frames, rng, crop=crop)
+          out[modality] = clips.augment_clip(clip, rng, **kwargs)
     if self.skeleton_kwargs is not None and "skeleton" in out:
       out["skeleton"] = _augment_skeleton(out["skeleton"], rng, dict(self.skeleton_kwargs))
     return out
@@ -206,7 +208,8 @@ def train_dataset(source, *, batch_size: int, seed: int,
     clip_views: without `augment`, each clip as this many views of fixed frames (as
       `eval_dataset` reads them, so an unaugmented stage trains on what evaluation sees).
     augment: apply `augment_clip` to 'rgb' and 'depth'.
-    augment_kwargs: keyword arguments for `augment_clip`.
+    augment_kwargs: keyword arguments for `augment_clip`, and `crop` for the random frame
+      choice's temporal crop (`clips.select_clip_frames`; needs clip_frames > 0).
     skeleton_augment_kwargs: when given, skeletons are augmented by `skeleton_augment.augment`
       with these arguments (None, the default, leaves them as 2s-AGCN does).
     num_epochs: None repeats forever; each epoch is reshuffled.

@@ -7,7 +7,11 @@ is asked to put each sequence at the same place of its own feature space. The lo
 `distill_weight` × (1 − cosine(student features, teacher features)), averaged over the batch, to
 the student's cross entropy; the teacher's features are computed once, by the teacher's reported
 checkpoint on every training record without augmentation, and looked up by record index at each
-step. Only training changes: the student's model, checkpoints and evaluation are those of any
+step. `distill_logits` > 0 adds knowledge distillation of the teacher's class scores (Hinton
+et al. 2015): that weight × T² × KL(teacher ‖ student) of the class probabilities softened by the
+temperature T = `distill_temperature`, the teacher's logits computed once with its features.
+They tell the student which other classes a sequence resembles (a drawn circle looks like a
+drawn triangle), which one label per sequence does not. Only training changes: the student's model, checkpoints and evaluation are those of any
 stream, and the fusion stage reads both streams as usual.
 """
 
@@ -36,9 +40,18 @@ def loss(student: jax.Array, teacher: jax.Array, field: str = "distill_from") ->
   return (1.0 - cos).mean()
 
 
-def teacher_features(config, run: workdir_lib.RunDir, student: str, source, mesh,
-                     class_names) -> np.ndarray:
-  """(N, C) float32: the teacher stream's features of every record of `source`, in record order.
+def logit_loss(student: jax.Array, teacher: jax.Array, temperature: float) -> jax.Array:
+  """Mean over the batch of T² · KL(softmax(teacher / T) ‖ softmax(student / T)): 0 when the
+  softened distributions agree; T² keeps its gradients' scale independent of T (Hinton et al.)."""
+  t = jax.nn.log_softmax(teacher.astype(jnp.float32) / temperature, axis=-1)
+  s = jax.nn.log_softmax(student.astype(jnp.float32) / temperature, axis=-1)
+  return temperature ** 2 * (jnp.exp(t) * (t - s)).sum(-1).mean()
+
+
+def teacher_outputs(config, run: workdir_lib.RunDir, student: str, source, mesh,
+                    class_names) -> tuple[np.ndarray, np.ndarray]:
+  """(N, C) float32 features and (N, classes) logits of the teacher stream on every record of
+  `source`, in record order.
 
   The teacher is `config.train.<student>.distill_from`'s reported checkpoint in this run; it
   must have finished: earlier in `config.stages` (config validation sees to it) or in an earlier
@@ -58,5 +71,5 @@ def teacher_features(config, run: workdir_lib.RunDir, student: str, source, mesh
   result = evaluation.in_record_order(
       forward, model, source, stage=teacher, data_cfg=config.data, mesh=mesh,
       batch_size=config.train[teacher_name].eval_batch_size, class_names=class_names)
-  return result.features[teacher_name]
+  return result.features[teacher_name], np.asarray(result.logits, np.float32)
 

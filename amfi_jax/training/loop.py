@@ -139,12 +139,17 @@ def train_stage(config, name: str, run: workdir_lib.RunDir, dataset: datasets.Da
   train_source, select_split = setup.train_source, setup.select_split
   if scfg.distill_from:
     start_teacher = time.time()
-    teacher = distillation.teacher_features(config, run, name, train_source, mesh,
-                                            dataset.class_names)
-    stage = dataclasses.replace(stage, teacher_features=teacher,
-                                distill_weight=float(scfg.distill_weight))
-    logging.info("Stage %s: %s features of %d training records in %.1fs", name,
-                 scfg.distill_from, len(teacher), time.time() - start_teacher)
+    features, logits = distillation.teacher_outputs(config, run, name, train_source, mesh,
+                                                    dataset.class_names)
+    # A loss whose weight is 0 is left out, not computed and multiplied by 0.
+    stage = dataclasses.replace(
+        stage, teacher_features=features if scfg.distill_weight else None,
+        distill_weight=float(scfg.distill_weight),
+        teacher_logits=logits if scfg.distill_logits else None,
+        distill_logits=float(scfg.distill_logits),
+        distill_temperature=float(scfg.distill_temperature))
+    logging.info("Stage %s: %s features and logits of %d training records in %.1fs", name,
+                 scfg.distill_from, len(features), time.time() - start_teacher)
 
   ckpts = StageCheckpoints(sdir.checkpoints, keep_latest=config.train.keep_latest,
                            select_last=select_split is None)

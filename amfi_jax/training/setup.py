@@ -64,7 +64,8 @@ def augmentation(config, name: str) -> dict:
               for k, v in skeleton.items() if k != "enabled"}
   clip = config.data.clip_augment
   clip_kwargs = {"rotate": bool(clip.rotate), "flip": bool(clip.flip),
-                 "scale": tuple(clip.scale) if clip.scale else None, "shift": float(clip.shift)}
+                 "scale": tuple(clip.scale) if clip.scale else None, "shift": float(clip.shift),
+                 "crop": float(clip.crop)}
   return {"augment": on and bool(config.data.augment), "augment_kwargs": clip_kwargs,
           "skeleton_augment_kwargs": kwargs}
 

@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 
 from amfi_jax.models import ModelOutput, gate_loss
-from amfi_jax.training.distillation import loss as distillation_loss
+from amfi_jax.training import distillation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +38,9 @@ class Stage:
     teacher_features: (N, C) the other stream's features of every training record, which this
       stream's features learn to point along (`training.distillation`); None = off.
     distill_weight: the distillation loss's weight.
+    teacher_logits: (N, classes) the other stream's logits of every training record, whose
+      softened class probabilities this stream's learn (`distillation.logit_loss`); None = off.
+    distill_logits: that loss's weight; distill_temperature: its temperature.
   """
 
   name: str
@@ -49,6 +52,9 @@ class Stage:
   mixup: float = 0.0
   teacher_features: np.ndarray | None = dataclasses.field(default=None, repr=False)
   distill_weight: float = 0.0
+  teacher_logits: np.ndarray | None = dataclasses.field(default=None, repr=False)
+  distill_logits: float = 0.0
+  distill_temperature: float = 1.0
 
   def mix(self, batch: dict[str, jax.Array], rng: jax.Array
           ) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
@@ -81,7 +87,8 @@ class Stage:
            ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean loss over the batch and its parts (for logging); with mixup (`mix`) the cross
     entropy is `weight` on `labels` and the rest on the partner labels `mixed_with`; with
-    `teacher_features`, plus the distillation loss of the records `indices`."""
+    `teacher_features` / `teacher_logits`, plus the distillation losses of the records
+    `indices`."""
     ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
     if mixed_with is not None:
       ce = weight * ce + (1.0 - weight) * optax.softmax_cross_entropy_with_integer_labels(
@@ -96,9 +103,14 @@ class Stage:
     if self.teacher_features is not None:
       student = out.rgb_features if self.name == "rgb" else out.skeleton_features
       teacher = jnp.asarray(self.teacher_features)[indices]
-      ld = distillation_loss(student, teacher, f"config.train.{self.name}.distill_from")
+      ld = distillation.loss(student, teacher, f"config.train.{self.name}.distill_from")
       metrics["distill_loss"] = ld
       total = total + self.distill_weight * ld
+    if self.teacher_logits is not None:
+      lk = distillation.logit_loss(out.logits, jnp.asarray(self.teacher_logits)[indices],
+                                   self.distill_temperature)
+      metrics["distill_logit_loss"] = lk
+      total = total + self.distill_logits * lk
     metrics["loss"] = total
     return total, metrics
 

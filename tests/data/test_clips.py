@@ -206,6 +206,32 @@ def test_select_clip_frames_draws_one_frame_per_group_reproducibly():
   assert out.shape == (16, 3, 3, 1) and out.dtype == clip.dtype
 
 
+def test_select_clip_frames_crop_draws_increasing_frames_from_one_window_reproducibly():
+  clip = np.arange(48, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 1), np.float32)
+  spans, starts = [], []
+  for seed in range(200):
+    frames = select_clip_frames(clip, 16, np.random.default_rng(seed), crop=0.5)[:, 0, 0, 0]
+    assert frames.shape == (16,) and np.all(np.diff(frames) > 0)  # in order, none twice
+    # The window holds 24–48 stored frames; its 16 groups then hold 1–3 frames each.
+    assert 0 < frames[-1] - frames[0] < 48 and np.all(np.diff(frames) <= 5)
+    spans.append(frames[-1] - frames[0])
+    starts.append(frames[0])
+    np.testing.assert_array_equal(
+        frames, select_clip_frames(clip, 16, np.random.default_rng(seed), crop=0.5)[:, 0, 0, 0])
+  assert min(spans) < 30 and max(spans) > 42  # windows of half to all the stored frames
+  assert max(starts) > 10  # cut at the start too, not only at the end
+  # A window of every stored frame (crop=1) is the uncropped draw's choice of groups.
+  for seed in range(5):
+    frames = select_clip_frames(clip, 16, np.random.default_rng(seed), crop=1.0)[:, 0, 0, 0]
+    np.testing.assert_array_equal(frames // 3, np.arange(16))
+  # Off by default, and the draw without crop is unchanged by the option.
+  np.testing.assert_array_equal(select_clip_frames(clip, 16, np.random.default_rng(3), crop=0.0),
+                                select_clip_frames(clip, 16, np.random.default_rng(3)))
+  for kwargs in ({"crop": 1.5, "rng": np.random.default_rng(0)}, {"crop": 0.8}):
+    with pytest.raises(ValueError, match=r"clip_augment.crop=.* must be in \[0, 1\]"):
+      select_clip_frames(clip, 16, **kwargs)
+
+
 def test_select_clip_frames_views_take_the_middles_of_equal_parts_of_each_group():
   clip = np.arange(16, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 1), np.float32)
   three = select_clip_frames(clip[:12], 4, views=3)  # groups of 3: every stored frame once

@@ -113,6 +113,12 @@ def test_clip_frames_drawn_per_group_in_training_and_the_middles_otherwise():
                                        clip_frames=4, process_index=0, process_count=1)))
   np.testing.assert_array_equal(ev["depth"][:, :, 0, 0, 0],
                                 100 * np.arange(8)[:, None] + middles[None])
+  # The temporal crop (augment_kwargs' `crop`) reaches the frame choice: windows shorter than
+  # the clip put some frames outside their uncropped group; evaluation stays on the middles.
+  cropped = next(iter(pipeline.train_dataset(
+      records, **{**kwargs, "augment_kwargs": {**kwargs["augment_kwargs"], "crop": 0.4}})))
+  frames = cropped["depth"][:, :, 0, 0, 0] - 100 * cropped["index"][:, None]
+  assert np.all(np.diff(frames, axis=1) > 0) and np.any(frames // 3 != np.arange(4))
 
 
 def test_clip_views_where_the_frames_are_fixed():

@@ -185,11 +185,17 @@ def spread_frame_indices(num_frames: int, k: int) -> np.ndarray:
 
 
 def select_clip_frames(clip: np.ndarray, clip_frames: int,
-                       rng: np.random.Generator | None = None, views: int = 1) -> np.ndarray:
+                       rng: np.random.Generator | None = None, views: int = 1,
+                       crop: float = 0.0) -> np.ndarray:
   """`clip_frames` of a stored clip's K frames, one from each of `clip_frames` consecutive
   groups of m = K / clip_frames stored frames (segment sampling as in TSN): a random frame of
   each group with `rng` (the training augmentation: the model sees other moments of the action
   every epoch), the middle one, (m - 1) // 2, without (evaluation, deterministic).
+
+  `crop` > 0 (with `rng`; temporal crop): the groups divide a random window of the stored frames
+  instead of all of them, its length a fraction ~ U(crop, 1) of K (at least `clip_frames`
+  frames), its start uniform: the action seen faster or slower and cut at either end, as the
+  skeleton augmentation's crop does (`skeleton_augment.augment`). Evaluation sees the whole clip.
 
   `views` > 1 (without `rng`): that many clips of the same groups stacked on a new first axis,
   view v taking frame v·m // views + (m // views - 1) // 2 of each group (the middles of
@@ -200,6 +206,7 @@ def select_clip_frames(clip: np.ndarray, clip_frames: int,
     clip: (K, ...) stored frames, K a multiple of `clip_frames`.
     clip_frames: frames the model sees; 0 keeps the clip as stored.
     views: clips of fixed frames to return, 1 ≤ views ≤ m (1: one clip, no view axis).
+    crop: the shortest window, a fraction of K in (0, 1]; 0 = off (the groups span all K).
 
   Returns:
     (clip_frames, ...), or (views, clip_frames, ...) when views > 1: a new array (or `clip`
@@ -218,6 +225,15 @@ def select_clip_frames(clip: np.ndarray, clip_frames: int,
     raise ValueError(f"config.data.clip_views={views} must be in [1, {group}] (the stored "
                      f"frames per group of clip_frames={clip_frames}), and 1 when drawing "
                      "frames at random")
+  if not 0 <= crop <= 1 or (crop and rng is None):
+    raise ValueError(f"config.data.clip_augment.crop={crop} must be in [0, 1] (0 = off), and "
+                     "only crops when drawing frames at random (training)")
+  if rng is not None and crop:
+    length = max(clip_frames, int(round(stored * rng.uniform(crop, 1.0))))
+    start = int(rng.integers(stored - length + 1))
+    # Group edges within the window; each group is at least one frame (length ≥ clip_frames).
+    edges = start + np.arange(clip_frames + 1) * length // clip_frames
+    return clip[edges[:-1] + rng.integers(edges[1:] - edges[:-1])]
   starts = np.arange(clip_frames) * group
   if rng is not None:
     return clip[starts + rng.integers(group, size=clip_frames)]
