@@ -90,9 +90,10 @@ def data_config() -> ml_collections.ConfigDict:
       # What `augment` does to clips (`preprocessing.clips.augment_clip`): rotations by multiples
       # of 90°, flips, zoom by a factor in `scale`, translation by up to `shift` × the side;
       # with clip_frames > 0, a temporal crop: the frames drawn from a random window of
-      # `crop`–1 of the stored ones (`preprocessing.clips.select_clip_frames`; 0 = off).
+      # `crop`–1 of the stored ones (`preprocessing.clips.select_clip_frames`; 0 = off); depth
+      # clips: the performer moved nearer or farther by up to `depth_offset` (`offset_depth`).
       "clip_augment": {"rotate": True, "flip": True, "scale": (0.8, 1.2), "shift": 0.0,
-                       "crop": 0.0},
+                       "crop": 0.0, "depth_offset": 0.0},
       # Skeleton augmentation in training (`preprocessing.skeleton_augment`), applied on the host
       # and deterministic per seed. Off by default: the 2s-AGCN reference trains without it.
       "skeleton_augment": {
@@ -501,6 +502,9 @@ def _validate_augmentation(d: ml_collections.ConfigDict) -> None:
   if not 0 <= d.clip_augment.crop <= 1:
     raise ConfigError("config.data.clip_augment.crop must be in [0, 1] (the shortest window, a "
                       f"fraction of the stored frames; 0 = off), got {d.clip_augment.crop}")
+  if not 0 <= d.clip_augment.depth_offset < 1:
+    raise ConfigError("config.data.clip_augment.depth_offset must be in [0, 1) (in units of the "
+                      f"depth scale; 0 = off), got {d.clip_augment.depth_offset}")
   if d.clip_augment.crop and not d.clip_frames:
     raise ConfigError("config.data.clip_augment.crop needs config.data.clip_frames > 0 (it "
                       "crops the stored frames the clip's frames are drawn from)")

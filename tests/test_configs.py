@@ -184,6 +184,8 @@ def test_embedded_performers_with_every_split_validate():
     ("data.clip_augment.crop", 1.5, r"config\.data\.clip_augment\.crop must be in \[0, 1\]"),
     ("data.clip_augment.crop", 0.8, r"config\.data\.clip_augment\.crop needs "
                                     r"config\.data\.clip_frames > 0"),
+    ("data.clip_augment.depth_offset", 1.0, r"config\.data\.clip_augment\.depth_offset must be "
+                                          r"in \[0, 1\)"),
     ("data.skeleton_augment.crop", 1.5, r"config\.data\.skeleton_augment\.crop must be in "
                                         r"\[0, 1\]"),
     ("data.skeleton_augment.scale", 1.0, r"config\.data\.skeleton_augment\.scale must be in "

@@ -126,10 +126,15 @@ class _Augment:
         if modality in out:
           clip = out[modality]
           kwargs = dict(self.clip_kwargs)
-          crop = kwargs.pop("crop", 0.0)  # the frame choice's; the rest are augment_clip's
+          # The frame choice's and the depth values' settings; the rest are augment_clip's.
+          crop = kwargs.pop("crop", 0.0)
+          depth_offset = kwargs.pop("depth_offset", 0.0)
           if self.clip_frames:
             clip = clips.select_clip_frames(clip, self.clip_frames, rng, crop=crop)
-          out[modality] = clips.augment_clip(clip, rng, **kwargs)
+          clip = clips.augment_clip(clip, rng, **kwargs)
+          if modality == "depth":
+            clip = clips.offset_depth(clip, rng, depth_offset)
+          out[modality] = clip
     if self.skeleton_kwargs is not None and "skeleton" in out:
       out["skeleton"] = _augment_skeleton(out["skeleton"], rng, dict(self.skeleton_kwargs))
     return out

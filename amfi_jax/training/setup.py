@@ -65,7 +65,7 @@ def augmentation(config, name: str) -> dict:
   clip = config.data.clip_augment
   clip_kwargs = {"rotate": bool(clip.rotate), "flip": bool(clip.flip),
                  "scale": tuple(clip.scale) if clip.scale else None, "shift": float(clip.shift),
-                 "crop": float(clip.crop)}
+                 "crop": float(clip.crop), "depth_offset": float(clip.depth_offset)}
   return {"augment": on and bool(config.data.augment), "augment_kwargs": clip_kwargs,
           "skeleton_augment_kwargs": kwargs}
 

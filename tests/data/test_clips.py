@@ -10,8 +10,9 @@ import pytest
 from amfi_jax.data.readers.ntu_skeleton import read_skeleton
 from amfi_jax.data.preprocessing import clips as clips_module
 from amfi_jax.data.preprocessing.clips import (DEPTH_SCALE, RELATIVE_FLOOR, augment_clip,
-                                          crop_and_resize, crop_box, depth_crop, segment_means,
-                                          select_clip_frames, spread_frame_indices)
+                                          crop_and_resize, crop_box, depth_crop, offset_depth,
+                                          segment_means, select_clip_frames,
+                                          spread_frame_indices)
 
 from tests.shared_data import shared_path
 
@@ -253,6 +254,26 @@ def test_select_clip_frames_views_take_the_middles_of_equal_parts_of_each_group(
 def test_select_clip_frames_rejects_a_count_that_does_not_divide_the_clip():
   with pytest.raises(ValueError, match=r"config.data.clip_frames=5 must divide the 48 frames"):
     select_clip_frames(np.zeros((48, 2, 2, 1)), 5)
+
+
+def test_offset_depth_moves_the_foreground_only_and_keeps_it_apart_from_the_background():
+  clip = np.zeros((4, 6, 6, 1), np.float32)
+  clip[:, 2:4, 2:4] = np.linspace(0.3, 0.6, 4, dtype=np.float32)[:, None, None, None]
+  clip[0, 0, 0] = 0.5 / 4095  # a nearly-background edge pixel of the zoom's interpolation
+  deltas = []
+  for seed in range(50):
+    out = offset_depth(clip, np.random.default_rng(seed), 0.03)
+    assert out.shape == clip.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(out[clip == 0], 0.0)  # background untouched
+    moved = out[:, 2:4, 2:4] - clip[:, 2:4, 2:4]
+    np.testing.assert_allclose(moved, moved.flat[0], atol=1e-6)  # one δ for the whole clip
+    assert abs(moved.flat[0]) <= 0.03 and out[0, 0, 0, 0] >= 1 / 4095  # never background
+    deltas.append(float(moved.flat[0]))
+    np.testing.assert_array_equal(out, offset_depth(clip, np.random.default_rng(seed), 0.03))
+  assert min(deltas) < -0.02 and max(deltas) > 0.02  # nearer and farther
+  assert offset_depth(clip, np.random.default_rng(0), 0.0) is clip  # off: nothing drawn
+  with pytest.raises(ValueError, match=r"clip_augment.depth_offset must be in \[0, 1\)"):
+    offset_depth(clip, np.random.default_rng(0), 1.0)
 
 
 # --- augment_clip -------------------------------------------------------------------------------

@@ -119,6 +119,17 @@ def test_clip_frames_drawn_per_group_in_training_and_the_middles_otherwise():
       records, **{**kwargs, "augment_kwargs": {**kwargs["augment_kwargs"], "crop": 0.4}})))
   frames = cropped["depth"][:, :, 0, 0, 0] - 100 * cropped["index"][:, None]
   assert np.all(np.diff(frames, axis=1) > 0) and np.any(frames // 3 != np.arange(4))
+  # The depth offset (augment_kwargs' `depth_offset`) moves each depth clip by one δ, after the
+  # same frame choice; depth values in (0, 1) here.
+  scaled = [{**r, "depth": (r["depth"] + 1) / 1000} for r in records]
+  plain_kwargs = {**kwargs, "augment_kwargs": {**kwargs["augment_kwargs"], "depth_offset": 0.0}}
+  unmoved = next(iter(pipeline.train_dataset(scaled, **plain_kwargs)))
+  moved = next(iter(pipeline.train_dataset(scaled, **{**kwargs, "augment_kwargs": {
+      **kwargs["augment_kwargs"], "depth_offset": 0.2}})))
+  np.testing.assert_array_equal(moved["index"], unmoved["index"])
+  delta = moved["depth"] - unmoved["depth"]
+  assert np.all(np.abs(delta) <= 0.2 + 1e-6) and np.all(np.abs(delta[:, 0, 0, 0, 0]) > 0)
+  np.testing.assert_allclose(delta, np.broadcast_to(delta[:, :1, :1, :1], delta.shape), atol=1e-6)
 
 
 def test_clip_views_where_the_frames_are_fixed():

@@ -313,6 +313,24 @@ def augment_clip(clip: np.ndarray, rng: np.random.Generator, rotate: bool = True
   return np.array(out, order="C")  # always a new array, never a view of the caller's clip
 
 
+def offset_depth(clip: np.ndarray, rng: np.random.Generator, offset: float) -> np.ndarray:
+  """A depth clip's foreground (values > 0) moved by one δ ~ U(-offset, offset), as if the
+  performer stood that much nearer or farther (in units of DEPTH_SCALE: 0.03 ≈ 12 cm), kept in
+  (0, 1] so that it stays apart from the zero background; the background stays 0.
+
+  Args:
+    clip: (K, S, S, 1) float depth values in [0, 1].
+    rng: the generator (drawn from only when offset > 0).
+    offset: the largest move; 0 = off (the clip itself is returned).
+  """
+  if not 0 <= offset < 1:
+    raise ValueError(f"config.data.clip_augment.depth_offset must be in [0, 1), got {offset}")
+  if not offset:
+    return clip
+  delta = np.float32(rng.uniform(-offset, offset))
+  return np.where(clip > 0, np.clip(clip + delta, 1.0 / DEPTH_SCALE, 1.0), clip).astype(clip.dtype)
+
+
 def _zoom(clip: np.ndarray, factor: float, dy: float = 0.0, dx: float = 0.0) -> np.ndarray:
   """Resizes (K, S, S, C) frames to round(factor*S), centre-crops / zero-pads back to S and moves
   the content by (dy, dx) pixels (zeros fill what it uncovers), in one bilinear resampling of the
