@@ -213,8 +213,9 @@ def train_dataset(source, *, batch_size: int, seed: int,
     clip_views: without `augment`, each clip as this many views of fixed frames (as
       `eval_dataset` reads them, so an unaugmented stage trains on what evaluation sees).
     augment: apply `augment_clip` to 'rgb' and 'depth'.
-    augment_kwargs: keyword arguments for `augment_clip`, and `crop` for the random frame
-      choice's temporal crop (`clips.select_clip_frames`; needs clip_frames > 0).
+    augment_kwargs: keyword arguments for `augment_clip`, `crop` for the random frame choice's
+      temporal crop (`clips.select_clip_frames`; needs clip_frames > 0) and `depth_offset` for
+      depth clips (`clips.offset_depth`).
     skeleton_augment_kwargs: when given, skeletons are augmented by `skeleton_augment.augment`
       with these arguments (None, the default, leaves them as 2s-AGCN does).
     num_epochs: None repeats forever; each epoch is reshuffled.

@@ -10,9 +10,10 @@ checkpoint on every training record without augmentation, and looked up by recor
 step. `distill_logits` > 0 adds knowledge distillation of the teacher's class scores (Hinton
 et al. 2015): that weight × T² × KL(teacher ‖ student) of the class probabilities softened by the
 temperature T = `distill_temperature`, the teacher's logits computed once with its features.
-They tell the student which other classes a sequence resembles (a drawn circle looks like a
-drawn triangle), which one label per sequence does not. Only training changes: the student's model, checkpoints and evaluation are those of any
-stream, and the fusion stage reads both streams as usual.
+(They say which other classes a sequence resembles, which one label per sequence does not; on
+UTD-MHAD's depth stream they hurt, docs/results.md.) Only training changes: the student's model,
+checkpoints and evaluation are those of any stream, and the fusion stage reads both streams as
+usual.
 """
 
 from __future__ import annotations
