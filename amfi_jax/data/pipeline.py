@@ -118,6 +118,8 @@ class _Augment:
   clips_on: bool = True
   skeleton_kwargs: tuple[tuple[str, Any], ...] | None = None
   clip_frames: int = 0
+  crop: float = 0.0  # the frame choice's temporal crop (`clips.select_clip_frames`)
+  depth_offset: float = 0.0  # depth clips only (`clips.offset_depth`)
 
   def __call__(self, example: dict[str, np.ndarray], rng: np.random.Generator):
     out = dict(example)
@@ -125,15 +127,11 @@ class _Augment:
       for modality in _AUGMENTED:
         if modality in out:
           clip = out[modality]
-          kwargs = dict(self.clip_kwargs)
-          # The frame choice's and the depth values' settings; the rest are augment_clip's.
-          crop = kwargs.pop("crop", 0.0)
-          depth_offset = kwargs.pop("depth_offset", 0.0)
           if self.clip_frames:
-            clip = clips.select_clip_frames(clip, self.clip_frames, rng, crop=crop)
-          clip = clips.augment_clip(clip, rng, **kwargs)
+            clip = clips.select_clip_frames(clip, self.clip_frames, rng, crop=self.crop)
+          clip = clips.augment_clip(clip, rng, **dict(self.clip_kwargs))
           if modality == "depth":
-            clip = clips.offset_depth(clip, rng, depth_offset)
+            clip = clips.offset_depth(clip, rng, self.depth_offset)
           out[modality] = clip
     if self.skeleton_kwargs is not None and "skeleton" in out:
       out["skeleton"] = _augment_skeleton(out["skeleton"], rng, dict(self.skeleton_kwargs))
@@ -234,10 +232,14 @@ def train_dataset(source, *, batch_size: int, seed: int,
   if clips_on or skeleton_on:
     # Before slicing: the random stream is keyed by the GLOBAL position, so the augmentation of
     # an example does not depend on how many processes share the work.
+    # The frame choice's and the depth values' settings, split off once; the rest are
+    # augment_clip's.
+    clip_kwargs = dict(augment_kwargs or {})
+    crop, depth_offset = clip_kwargs.pop("crop", 0.0), clip_kwargs.pop("depth_offset", 0.0)
     ds = ds.random_map(_Augment(
-        tuple(sorted((augment_kwargs or {}).items())), clips_on,
+        tuple(sorted(clip_kwargs.items())), clips_on,
         tuple(sorted(skeleton_augment_kwargs.items())) if skeleton_on else None,
-        clip_frames if clips_on else 0))
+        clip_frames if clips_on else 0, crop, depth_offset))
   # Process p reads the p-th block of every global batch, not every count-th example: the global
   # batch assembled in process order (`global_batch`) is then the one a single process reads, so
   # what depends on an example's place in it (the fusion head's feature dropout masks, mixup's

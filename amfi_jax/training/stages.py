@@ -56,6 +56,11 @@ class Stage:
   distill_logits: float = 0.0
   distill_temperature: float = 1.0
 
+  @property
+  def distills(self) -> bool:
+    """Whether the loss reads a teacher's per-record targets (so batches carry record indices)."""
+    return self.teacher_features is not None or self.teacher_logits is not None
+
   def mix(self, batch: dict[str, jax.Array], rng: jax.Array
           ) -> tuple[dict[str, jax.Array], jax.Array, jax.Array]:
     """Mixup: (blended batch, the partner labels, the weight of the batch's own labels).

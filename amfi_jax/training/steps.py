@@ -17,8 +17,7 @@ from amfi_jax.training.state import StateLayout, TrainState
 
 def batch_keys(stage: Stage) -> tuple[str, ...]:
   """The training batch's keys: the inputs, the labels and, for distillation, record indices."""
-  indices = ("index",) if (stage.teacher_features is not None
-                           or stage.teacher_logits is not None) else ()
+  indices = ("index",) if stage.distills else ()
   return tuple(stage.inputs) + ("label",) + indices
 
 
