@@ -283,11 +283,13 @@ def test_rgb_only_pairs_share_the_skeleton_and_differ_in_colour(pair, props):
     assert synthetic.skeleton_text(a) == synthetic.skeleton_text(b)
     frames_a = list(synthetic.render_sample(a, DESIGN))
     frames_b = list(synthetic.render_sample(b, DESIGN))
+    # Each prop covers at least 0.15 % of the frame (~20 pixels of the demo's 48 × 48 clips):
+    # props of 0.07-0.18 % (the cups at 0.07 %) left the demo's RGB stream confusing the twins.
     cue_a = _cue_fraction(frames_a, props[0])
-    assert cue_a > 5e-4 and _cue_fraction(frames_b, props[0]) < cue_a / 10
+    assert cue_a > 1.5e-3 and _cue_fraction(frames_b, props[0]) < cue_a / 10
     if props[1] is not None:
       cue_b = _cue_fraction(frames_b, props[1])
-      assert cue_b > 5e-4 and _cue_fraction(frames_a, props[1]) < cue_b / 10
+      assert cue_b > 1.5e-3 and _cue_fraction(frames_a, props[1]) < cue_b / 10
   # Different keys do change the motion (the equality above is not trivially true).
   c = synthetic.simulate(f"S001C001P003R002A{pair[0]:03d}", DESIGN, rng_key="k9")
   assert not np.array_equal(a.xyz[:4], c.xyz[:4])

@@ -92,12 +92,15 @@ def person_capsules(person: PersonView, width: int, height: int) -> Capsules:
   ]
   if person.prop in ("red_cup", "blue_cup"):
     hand = j[:, sm.R_HAND]
-    parts.append((hand - 0.05 * up, hand + 0.06 * up, 0.045, PROP_COLOURS[person.prop], -0.07))
+    # Props are large (capsule radii: cup 7 cm, cap 11 cm) so that the demo's 48 × 48 clips show
+    # them over ~20-30 pixels a frame: at 4.5 and 8.5 cm (6-18 pixels) the RGB stream confused
+    # the twins on new performers (docs/results.md#embedded-demo).
+    parts.append((hand - 0.08 * up, hand + 0.09 * up, 0.07, PROP_COLOURS[person.prop], -0.07))
   elif person.prop == "yellow_hat":
     colour = PROP_COLOURS[person.prop]
-    parts.append((head + 0.06 * up, head + 0.11 * up, 0.085, colour, -0.08))
+    parts.append((head + 0.06 * up, head + 0.13 * up, 0.11, colour, -0.08))
     brim = head + 0.055 * up
-    parts.append((brim + 0.02 * fwd, brim + 0.15 * fwd, 0.03, colour, -0.09))
+    parts.append((brim + 0.02 * fwd, brim + 0.2 * fwd, 0.045, colour, -0.09))
   elif person.prop is not None:
     raise ValueError(f"unknown prop {person.prop!r}")
 
