@@ -30,8 +30,8 @@ Input shapes are those of the configured dataset's records: NTU builds store 16Ã
 --config.data.embedded.image_size=112 --config.data.embedded.max_frames=300` for the paper's).
 
 FLOPs: `flops_per_step` is XLA's cost analysis of the compiled train step (all devices); XLA
-counts a while-loop body once whatever its trip count, so the CPU convolution rewrite's chunked
-kernel-gradient scans are undercounted there. `model_flops_per_step` is the cost analysis of the
+counts a while-loop body once whatever its trip count, so a step with arithmetic in loops is
+undercounted there (`flops_note` says so). `model_flops_per_step` is the cost analysis of the
 same step lowered with native convolutions (no loops, the same for every `--conv_impl`);
 achieved FLOP/s and the fraction of peak use it.
 """
