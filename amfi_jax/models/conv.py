@@ -274,8 +274,8 @@ def _stride1_kernel_grad(x, dy, kernel, precision):
   docs/benchmarks.md); left in the weight-gradient layout it would take the slow generic loop.
   For 3-D, one such convolution per temporal tap a pairs x's frames t + a with dy's frames t.
   """
-  nd = len(kernel)
   cin, cout = x.shape[-1], dy.shape[-1]
+  w_shape = (cout, *kernel, cin)
   acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
   # Reduce in float32: low-precision accumulation over ~10⁵ positions would lose the gradient.
   x, dy = x.astype(acc_dtype), dy.astype(acc_dtype)
@@ -283,9 +283,9 @@ def _stride1_kernel_grad(x, dy, kernel, precision):
     m = dy.size // cout
     return lax.dot_general(dy.reshape(m, cout), x.reshape(m, cin), (((0,), (0,)), ((), ())),
                            precision=precision, preferred_element_type=acc_dtype
-                           ).reshape(cout, *kernel, cin)
-  if nd == 2:  # one "temporal tap" of one frame: the same code as 3-D
-    x, dy, kernel = x[:, None], dy[:, None], (1,) + tuple(kernel)
+                           ).reshape(w_shape)
+  if len(kernel) == 2:  # one temporal tap of one frame: the same code as 3-D
+    x, dy, kernel = x[:, None], dy[:, None], (1, *kernel)
   n, t_out, plane = dy.shape[0], dy.shape[1], dy.shape[2:4]
   # dy as the kernel: (Ho, Wo, N·T_out, O).
   rhs = jnp.transpose(dy, (2, 3, 0, 1, 4)).reshape(plane + (n * t_out, cout))
@@ -296,8 +296,7 @@ def _stride1_kernel_grad(x, dy, kernel, precision):
         (cin,) + x.shape[2:4] + (n * t_out,))
     taps.append(lax.conv_general_dilated(lhs, rhs, (1, 1), "VALID", precision=precision,
                                          dimension_numbers=_SPECS[2]))  # (I, kh, kw, O)
-  grad = jnp.transpose(jnp.stack(taps), (4, 0, 2, 3, 1))  # (O, kt, kh, kw, I)
-  return grad.reshape((cout,) + tuple(kernel[1:] if nd == 2 else kernel) + (cin,))
+  return jnp.transpose(jnp.stack(taps), (4, 0, 2, 3, 1)).reshape(w_shape)  # (O, kt, kh, kw, I)
 
 
 def _kernel_grad(x, dy, w_shape, strides, pads, precision):
