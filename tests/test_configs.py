@@ -3,6 +3,7 @@ inputs (abstractly, at full size)."""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import importlib.util
 import os
@@ -13,7 +14,9 @@ import pytest
 from flax import nnx
 
 from amfi_jax import configlib
+from amfi_jax.data import datasets
 from amfi_jax.data.builders import ntu_rgbd_builder, pose_pickle_builder, utd_mhad_builder
+from amfi_jax.data.generator import synthetic
 from amfi_jax.models import build_model
 from amfi_jax.training.stages import make_stage
 
@@ -203,3 +206,19 @@ def test_fields_out_of_range_are_named(field, value, message):
   _set_field(config, field, value)
   with pytest.raises(ValueError, match=message):
     configlib.validate(config)
+
+
+def test_embedded_data_directories_are_named_by_the_generator_too():
+  """Another generator seed or design revision never reuses a workdir's built data."""
+  config = configlib.make_config(("rgb", "skeleton", "fusion"), "demo", ("demo",))
+  generated, built = datasets._embedded_configs(config.data.embedded)
+  config.data.embedded.seed += 1
+  _, reseeded = datasets._embedded_configs(config.data.embedded)
+  assert built.name.startswith("ntu60_xsub_") and reseeded.name != built.name
+  assert generated.design_revision == synthetic.DESIGN_REVISION
+  earlier = dataclasses.replace(generated, design_revision=synthetic.DESIGN_REVISION - 1)
+  assert datasets._generated_digest(earlier) != datasets._generated_digest(generated)
+  assert built.name.endswith("_" + datasets._generated_digest(generated))
+  # How many processes generate the files does not change them, nor the names.
+  assert (datasets._generated_digest(dataclasses.replace(generated, workers=8))
+          == datasets._generated_digest(generated))

@@ -154,6 +154,9 @@ def _embedded_configs(e) -> tuple[synthetic.SyntheticConfig, ntu_rgbd_builder.Nt
         crop_size=e.crop_size, max_frames=e.max_frames,
         validation_performers=EMBEDDED_VALIDATION_PERFORMERS,
         class_names=tuple(synthetic.class_names(e.num_classes)), missing_skeletons="")
+    # The built data's directory is named by the generator's settings too (its design revision
+    # included): a workdir prepared by another generator gets its data built again, not reused.
+    built = dataclasses.replace(built, name=f"{built.name}_{_generated_digest(generated)}")
   except ValueError as error:  # their messages start with the field's name
     raise ConfigError(f"config.data.embedded.{error}") from None
   # Every protocol reads all three splits (`pipeline.PROTOCOLS`), and the builder writes no empty
@@ -176,6 +179,11 @@ def _embedded_configs(e) -> tuple[synthetic.SyntheticConfig, ntu_rgbd_builder.Nt
   return generated, built
 
 
+def _generated_digest(generated: synthetic.SyntheticConfig) -> str:
+  # `workers` changes how the files are made, not what they hold.
+  return hashlib.sha1(repr(dataclasses.replace(generated, workers=1)).encode()).hexdigest()[:8]
+
+
 def check_embedded(data_cfg) -> None:
   """Raises ConfigError for `config.data.embedded` settings that cannot make a dataset (before
   anything is generated)."""
@@ -185,8 +193,7 @@ def check_embedded(data_cfg) -> None:
 def _embedded(data_cfg, data_root: str) -> Dataset:
   generated, config = _embedded_configs(data_cfg.embedded)
   # Raw files of other generator settings live in their own directory, never reused by mistake.
-  digest = hashlib.sha1(repr(generated).encode()).hexdigest()[:8]
-  raw = os.path.join(os.path.abspath(data_root), f"raw_{digest}")
+  raw = os.path.join(os.path.abspath(data_root), f"raw_{_generated_digest(generated)}")
   data_dir = os.path.join(os.path.abspath(data_root), "tfds")
   builder = ntu_rgbd_builder.NtuRgbd(config=config, data_dir=data_dir)
   if not builder.is_prepared():

@@ -94,6 +94,12 @@ CLASSES = (
 )
 
 
+# Raised whenever the generator's code changes what a given SyntheticConfig draws, so data of an
+# earlier design is never reused as if current: it is part of every config (and so of the digests
+# that name generated and built data directories). 2: the larger cups and cap.
+DESIGN_REVISION = 2
+
+
 @dataclasses.dataclass(frozen=True)
 class SyntheticConfig:
   """What to generate. Samples are the Cartesian product of the id lists, in name order.
@@ -115,6 +121,7 @@ class SyntheticConfig:
   modalities: tuple[str, ...] = ("skeleton", "rgb")
   crf: int = 23
   workers: int = 1
+  design_revision: int = DESIGN_REVISION
 
   def __post_init__(self):
     if not 1 <= self.num_classes <= len(CLASSES):
