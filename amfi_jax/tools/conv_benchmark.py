@@ -3,15 +3,22 @@
     python -m amfi_jax.tools.conv_benchmark              # everything (~10 minutes on 2 cores)
     python -m amfi_jax.tools.conv_benchmark --skip_full  # no full-size ResNet3D-18 step
     python -m amfi_jax.tools.conv_benchmark --cases ""   # matmul reference and train steps only
+    python -m amfi_jax.tools.conv_benchmark --skip_full --compare=torch  # PyTorch per layer too
 
 Prints one JSON object per line. Implementations are timed in alternating rounds so that load from
 other processes falls on both alike; the median of all rounds is reported with the minimum.
 FLOPs count the forward multiply-adds ×2 (2·N·output positions·kernel volume·I·O); forward plus
-backward is counted as 3× that.
+backward is counted as 3× that. The layer cases compile with the train step's CPU compiler
+options (`conv.step_compiler_options`), so their figures are the step's. `--compare=torch` times
+PyTorch's own convolution of each layer case (channels-first, fp32, `--peer_threads` threads) in
+the same rounds: forward, and forward with both gradients; `ratio_vs_torch` is PyTorch's median
+over the rewrite's (> 1: ours is faster).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import statistics
@@ -55,15 +62,18 @@ def _time(fn, args, rounds: int) -> list[float]:
   return times
 
 
-def _compare(builders: dict[str, callable], args, rounds: int, jit=jax.jit
+def _compare(builders: dict[str, callable], args, rounds: int, jit=jax.jit, peers=None
              ) -> dict[str, list[float]]:
-  """Compiles each implementation's function (the impl is chosen at trace time), then alternates."""
+  """Compiles each implementation's function (the impl is chosen at trace time), then alternates
+  them and the `peers` (name: callable of no arguments, already warm)."""
   compiled = {}
   for impl, build in builders.items():
     with conv_lib.conv_impl(impl):
       fn = jit(build())
       jax.block_until_ready(fn(*args))  # trace and compile under this impl, and warm up
     compiled[impl] = fn
+  for name, peer in (peers or {}).items():
+    compiled[name] = lambda *_, peer=peer: peer()
   times = {impl: [] for impl in compiled}
   for _ in range(rounds):
     for impl, fn in compiled.items():
@@ -86,7 +96,13 @@ def matmul_reference(size: int = 4096, rounds: int = 5) -> dict:
           "gflops_best": round(flops / min(times) / 1e9, 1)}
 
 
-def conv_case(name: str, rounds: int, dtype=jnp.float32) -> list[dict]:
+def _step_jit():
+  """jax.jit with the train step's compiler options for this host's devices."""
+  mesh = jax.sharding.Mesh(jax.devices()[:1], ("data",))
+  return functools.partial(jax.jit, compiler_options=conv_lib.step_compiler_options(mesh))
+
+
+def conv_case(name: str, rounds: int, dtype=jnp.float32, compare: str = "") -> list[dict]:
   x_shape, w_shape, strides, pads = CASES[name]
   kx, kw, kc = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, x_shape, dtype)
@@ -103,21 +119,34 @@ def conv_case(name: str, rounds: int, dtype=jnp.float32) -> list[dict]:
 
   def train():
     conv = forward()
-    return jax.grad(lambda x, w: jnp.sum((conv(x, w) * cotangent).astype(jnp.float32)),
-                    argnums=(0, 1))
 
+    def forward_and_grads(x, w):
+      # The output is returned too: a gradient alone of a linear op needs no forward pass.
+      y, vjp = jax.vjp(conv, x, w)
+      return y, vjp(cotangent)
+    return forward_and_grads
+
+  peer = None
+  if compare == "torch":
+    from amfi_jax.tools import torch_reference  # the optional extra, checked in main
+    peer = torch_reference.PeerConvolution(x, w, strides, pads, cotangent)
+    peer.forward(), peer.forward_backward()  # warm up
   rows = []
   for phase, builders, factor in (("forward", {i: forward for i in IMPLS}, 1),
                                   ("forward_backward", {i: train for i in IMPLS}, 3)):
-    times = _compare(builders, (x, w), rounds)
-    for impl in IMPLS:
+    peers = {"torch": getattr(peer, phase)} if peer else None
+    times = _compare(builders, (x, w), rounds, jit=_step_jit(), peers=peers)
+    for impl in times:
       med = statistics.median(times[impl])
       rows.append({"case": name, "phase": phase, "impl": impl, **_summary(times[impl]),
                    "gflops_median": round(factor * flops / med / 1e9, 1),
                    "gflops_best": round(factor * flops / min(times[impl]) / 1e9, 1)})
-    rows.append({"case": name, "phase": phase,
-                 "speedup_median": round(statistics.median(times["native"])
-                                         / statistics.median(times["matmul"]), 2)})
+    ratios = {"speedup_median": round(statistics.median(times["native"])
+                                      / statistics.median(times["matmul"]), 2)}
+    if peer:
+      ratios["ratio_vs_torch"] = round(statistics.median(times["torch"])
+                                       / statistics.median(times["matmul"]), 2)
+    rows.append({"case": name, "phase": phase, **ratios})
   return rows
 
 
@@ -150,16 +179,28 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   args = flags.FLAGS
+  if args.compare not in ("", "torch"):
+    raise app.UsageError(f"--compare must be 'torch' or empty, got {args.compare!r}")
+  if args.compare and importlib.util.find_spec("torch") is None:
+    raise app.UsageError("--compare=torch needs PyTorch: pip install -e '.[torch]'")
+  unknown = [name for name in filter(None, args.cases.split(",")) if name not in CASES]
+  if unknown:
+    raise app.UsageError(f"--cases: unknown {unknown}; known: {', '.join(CASES)}")
+  peer = {}
+  if args.compare:
+    import torch
+    torch.set_num_threads(args.peer_threads or os.cpu_count() or 1)
+    peer = {"peer": f"torch {torch.__version__}", "peer_threads": torch.get_num_threads()}
 
   def emit(row):
     print(json.dumps(row), flush=True)
 
   emit({"case": "environment", "backend": jax.default_backend(), "devices": len(jax.devices()),
         "cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
-        "xla_flags": os.environ.get("XLA_FLAGS", "")})
+        "xla_flags": os.environ.get("XLA_FLAGS", ""), **peer})
   emit(matmul_reference())
   for name in filter(None, args.cases.split(",")):
-    for row in conv_case(name, args.rounds):
+    for row in conv_case(name, args.rounds, compare=args.compare):
       emit(row)
   for row in train_step_case("resnet3d_tiny_demo", width=0.125, blocks=(1, 1, 1, 1), batch=16,
                              frames=8, size=32, rounds=args.rounds):
@@ -178,6 +219,8 @@ def _define_flags():
   flags.DEFINE_string("cases", ",".join(CASES), "Comma-separated case names ('' = none).")
   flags.DEFINE_bool("skip_full", False, "Skip the full-size ResNet3D-18 train step.")
   flags.DEFINE_integer("full_batch", 2, "Batch of the full-size train step.")
+  flags.DEFINE_string("compare", "", "'torch': time PyTorch's convolution of each layer case too.")
+  flags.DEFINE_integer("peer_threads", 0, "PyTorch's intra-op threads (0: one per core).")
 
 
 if __name__ == "__main__":

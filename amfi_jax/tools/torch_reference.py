@@ -218,3 +218,31 @@ class PeerTrainStep:
     loss.backward()
     self.optimizer.step()
     return time.perf_counter() - start
+
+
+class PeerConvolution:
+  """One convolution of ours (channels-last x (N, *spatial, I), w (*kernel, I, O)) as PyTorch
+  runs it (channels-first), forward only or forward plus both gradients for a fixed cotangent."""
+
+  def __init__(self, x: np.ndarray, w: np.ndarray, strides, pads, cotangent: np.ndarray):
+    nd = w.ndim - 2
+    to_first = (0, nd + 1, *range(1, nd + 1))
+    self.x = torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(to_first)))
+    self.w = torch.from_numpy(np.ascontiguousarray(
+        np.asarray(w).transpose(nd + 1, nd, *range(nd))))
+    self.cotangent = torch.from_numpy(np.ascontiguousarray(
+        np.asarray(cotangent).transpose(to_first)))
+    self.x.requires_grad_(True)
+    self.w.requires_grad_(True)
+    if any(lo != hi for lo, hi in pads):
+      raise ValueError(f"PyTorch pads both sides alike; got {pads}")
+    self.conv = {2: nn.functional.conv2d, 3: nn.functional.conv3d}[nd]
+    self.strides, self.padding = tuple(strides), tuple(lo for lo, _ in pads)
+
+  def forward(self) -> torch.Tensor:
+    with torch.no_grad():
+      return self.conv(self.x, self.w, stride=self.strides, padding=self.padding)
+
+  def forward_backward(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    y = self.conv(self.x, self.w, stride=self.strides, padding=self.padding)
+    return y, torch.autograd.grad(y, (self.x, self.w), self.cotangent)
