@@ -113,7 +113,8 @@ def check_reads_ntu(rgb_modality: str, source: str) -> None:
   """Raw NTU samples are a skeleton and an RGB video; a depth model cannot read them."""
   if rgb_modality != "rgb":
     raise FlagError(f"predict reads NTU samples (skeleton + RGB video); {source} trained on "
-                    f"{rgb_modality!r}")
+                    f"{rgb_modality!r} (evaluate such a run on its dataset: python -m "
+                    "amfi_jax.evaluate --workdir=DIR)")
 
 
 def rank_one(run: workdir_lib.RunDir, config, stage_name: str, inputs: dict[str, np.ndarray],
@@ -127,13 +128,14 @@ def rank_one(run: workdir_lib.RunDir, config, stage_name: str, inputs: dict[str,
 def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
             allow_mismatch: bool = False) -> tuple[str, list[tuple[str, float]]]:
   """(stage used, [(class name, probability)] sorted by probability)."""
-  if not allow_mismatch:
-    check_same_sample(skeleton_path, video_path)
   check_sample_files(skeleton_path, video_path)
   run = workdir_lib.RunDir(workdir)
   info = run.read_run_info()
   config = run.load_config()
+  # What the run reads comes first: for a depth run the files' names are not the problem.
   check_reads_ntu(config.data.rgb_modality, "this run")
+  if not allow_mismatch:
+    check_same_sample(skeleton_path, video_path)
   stage_name = choose_stage(run, config.stages, bool(video_path))
   inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
                          config.data.skeleton_stream, config.data.skeleton_frames,
