@@ -5,6 +5,12 @@ One sample, printed:
   python -m amfi_jax.predict --workdir=DIR --skeleton=S001C001P001R001A011.skeleton \
       [--video=S001C001P001R001A011_rgb.avi]
 
+One raw UTD-MHAD sample, with a run trained on UTD-MHAD (e.g. configs/utd_mhad.py; --video is
+the sample's depth .mat, or its _color.avi for a run on RGB):
+
+  python -m amfi_jax.predict --workdir=DIR --skeleton=a2_s2_t1_skeleton.mat \
+      [--video=a2_s2_t1_depth.mat]
+
 A folder (or a glob) of samples, written as JSONL:
 
   python -m amfi_jax.predict --workdir=DIR|--exported=ARTIFACT --inputs=DIR_OR_GLOB \
@@ -41,9 +47,10 @@ import numpy as np
 from absl import flags
 
 from amfi_jax import cli, parallel, streaming, workdir as workdir_lib
-from amfi_jax.data.builders import pose_pickle_builder
+from amfi_jax.data.builders import pose_pickle_builder, utd_mhad_builder
+from amfi_jax.data.errors import DataFormatError
 from amfi_jax.data.preprocessing import samples
-from amfi_jax.data.readers import ntu, pose_pickle
+from amfi_jax.data.readers import ntu, pose_pickle, utd_mhad
 from amfi_jax.errors import FlagError, MissingFileError, UserError
 from amfi_jax.evaluation.metrics import ranking
 from amfi_jax.models import conv
@@ -117,6 +124,49 @@ def check_reads_ntu(rgb_modality: str, source: str) -> None:
                     "amfi_jax.evaluate --workdir=DIR)")
 
 
+def check_same_utd_sample(skeleton_path: str, video_path: str | None) -> None:
+  """The skeleton and the depth / colour file must be of one UTD-MHAD sample (a…_s…_t…)."""
+  names = []
+  for flag, path in (("--skeleton", skeleton_path), ("--video", video_path)):
+    if path is None:
+      continue
+    try:
+      names.append(utd_mhad.parse_utd_name(path).name)
+    except DataFormatError:
+      raise FlagError(f"{flag}={path}: not a UTD-MHAD sample name (a{{action}}_s{{subject}}_"
+                      "t{trial}_{kind}); pass --allow_mismatch to use the files anyway") from None
+  if len(names) == 2 and names[0] != names[1]:
+    raise FlagError(f"--skeleton is sample {names[0]} but --video is sample {names[1]}; pass "
+                    "--allow_mismatch to combine them anyway")
+
+
+def utd_sample_inputs(skeleton_path: str, video_path: str | None, config
+                      ) -> dict[str, np.ndarray]:
+  """A raw UTD-MHAD sample (skeleton .mat, and the depth .mat or colour video the run's
+  `rgb_modality` reads) as a batch of one, preprocessed as the run's dataset config and the
+  pipeline do."""
+  dataset = config.data.dataset
+  builder_name, _, config_name = dataset.partition("/")
+  release = {c.name: c for c in utd_mhad_builder.UtdMhad.BUILDER_CONFIGS}
+  if builder_name != utd_mhad_builder.UtdMhad.name or config_name not in release:
+    raise FlagError(f"this run's config.data.dataset={dataset!r} is not one of the UTD-MHAD "
+                    f"builder's configs {sorted(release)}, so how its samples were stored is "
+                    "unknown here")
+  built = release[config_name]
+  modality = config.data.rgb_modality
+  features = samples.read_utd_sample(
+      skeleton_path, video_path if modality == "depth" else None, max_frames=built.max_frames,
+      clip_length=built.clip_length, image_size=built.image_size,
+      rgb_path=video_path if modality == "rgb" else None, depth_values=built.depth_values,
+      depth_frames=built.depth_frames)
+  modalities = ("skeleton", modality) if video_path else ("skeleton",)
+  inputs = samples.model_input(features, modalities, config.data.skeleton_stream,
+                               skeleton_frames=config.data.skeleton_frames,
+                               clip_frames=config.data.clip_frames,
+                               clip_views=config.data.clip_views)
+  return {k: v[None] for k, v in inputs.items()}
+
+
 def rank_one(run: workdir_lib.RunDir, config, stage_name: str, inputs: dict[str, np.ndarray],
              class_names) -> list[tuple[str, float]]:
   """The ranking of one sample (a batch of one) by a run's stage."""
@@ -132,7 +182,13 @@ def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
   run = workdir_lib.RunDir(workdir)
   info = run.read_run_info()
   config = run.load_config()
-  # What the run reads comes first: for a depth run the files' names are not the problem.
+  # What the run was trained on decides how the files are read (and named).
+  if info["sample_format"].get("builder") == utd_mhad_builder.UtdMhad.name:
+    if not allow_mismatch:
+      check_same_utd_sample(skeleton_path, video_path)
+    stage_name = choose_stage(run, config.stages, bool(video_path))
+    inputs = utd_sample_inputs(skeleton_path, video_path, config)
+    return stage_name, rank_one(run, config, stage_name, inputs, info["class_names"])
   check_reads_ntu(config.data.rgb_modality, "this run")
   if not allow_mismatch:
     check_same_sample(skeleton_path, video_path)
@@ -538,8 +594,10 @@ def main(argv):
 def _define_flags():
   # Defined only when run as a program (see amfi_jax.evaluate).
   flags.DEFINE_string("workdir", None, "A workdir written by amfi_jax.main.")
-  flags.DEFINE_string("skeleton", None, "An NTU .skeleton file (one sample).")
-  flags.DEFINE_string("video", None, "The sample's _rgb.avi (optional).")
+  flags.DEFINE_string("skeleton", None, "An NTU .skeleton file (one sample), or a UTD-MHAD "
+                      "_skeleton.mat for a run trained on UTD-MHAD.")
+  flags.DEFINE_string("video", None, "The sample's _rgb.avi (optional); for a UTD-MHAD run its "
+                      "_depth.mat (or _color.avi if the run read RGB).")
   flags.DEFINE_integer("top", 5, "How many actions to print (or write, with --inputs).")
   flags.DEFINE_bool("allow_mismatch", False, "Combine a skeleton and a video whose sample names "
                     "differ (refused by default).")

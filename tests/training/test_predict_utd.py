@@ -1,0 +1,83 @@
+"""`predict` on raw UTD-MHAD files with a run of `configs/utd_mhad.py` (tiny widths, two actions of
+the real files, two steps a stage): the scores its test evaluation stored, and its name checks."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from amfi_jax import predict
+from amfi_jax.errors import FlagError
+from amfi_jax.evaluation import reports
+from amfi_jax.workdir import RunDir
+from tests.shared_data import shared_path
+from tests.training.conftest import load_config
+
+ACTIONS = (1, 2)
+
+
+def _tiny_utd_config(manual_dir: str):
+  config = load_config("utd_mhad", None)
+  config.data.manual_dir = manual_dir
+  config.data.num_threads = 1
+  # Both streams end at 64 features, as the fusion head needs.
+  config.model.rgb.width_multiplier = 0.125
+  config.model.skeleton.layers = "256,512/2"
+  config.model.skeleton.width_multiplier = 0.125
+  for name in ("rgb", "skeleton", "fusion"):
+    t = config.train[name]
+    t.num_steps, t.batch_size, t.eval_batch_size = 2, 8, 8
+  return config
+
+
+@pytest.fixture(scope="module")
+def utd_run(tmp_path_factory) -> tuple[str, str]:
+  """(workdir, raw UTD-MHAD folder) of a tiny three-stage run on actions 1 and 2."""
+  source = shared_path("utd_mhad")
+  raw = tmp_path_factory.mktemp("utd_raw")
+  for sub, suffix in (("Skeleton", "_skeleton.mat"), ("Depth", "_depth.mat")):
+    (raw / sub).mkdir()
+    for action in ACTIONS:
+      for path in (source / sub).glob(f"a{action}_s*{suffix}"):
+        (raw / sub / path.name).symlink_to(path)
+
+  from amfi_jax.models import conv
+  from amfi_jax.training import loop
+
+  workdir = str(tmp_path_factory.mktemp("utd_run"))
+  with conv.conv_impl("native"):  # the tiny models train faster on the native convolution
+    loop.train_and_evaluate(_tiny_utd_config(str(raw)), workdir)
+  return workdir, str(raw)
+
+
+def test_predict_on_raw_utd_mhad_files_matches_the_evaluation(utd_run):
+  workdir, raw = utd_run
+  name = "a2_s4_t3"  # subject 4: a test sample
+  skeleton = os.path.join(raw, "Skeleton", f"{name}_skeleton.mat")
+  depth = os.path.join(raw, "Depth", f"{name}_depth.mat")
+  class_names = RunDir(workdir).read_run_info()["class_names"]
+  assert len(class_names) == 27
+  for stage, args in (("fusion", (skeleton, depth)), ("skeleton", (skeleton,))):
+    used, ranking = predict.predict(workdir, *args)
+    assert used == stage
+    assert abs(sum(p for _, p in ranking) - 1) < 1e-5
+    # The raw .mat files read by `predict` give the scores the test evaluation stored.
+    row = reports.read_per_sample_scores(os.path.join(workdir, stage, "test_scores.jsonl"))[name]
+    by_name = dict(ranking)
+    np.testing.assert_allclose([by_name[c] for c in class_names], row["scores"], atol=1e-5)
+
+
+def test_predict_checks_utd_mhad_sample_names(utd_run, tmp_path):
+  workdir, raw = utd_run
+  skeleton = os.path.join(raw, "Skeleton", "a2_s4_t3_skeleton.mat")
+  with pytest.raises(FlagError, match=r"--skeleton is sample a2_s4_t3 but --video is sample "
+                                      r"a1_s4_t3; pass --allow_mismatch"):
+    predict.predict(workdir, skeleton, os.path.join(raw, "Depth", "a1_s4_t3_depth.mat"))
+  renamed = tmp_path / "sample_depth.mat"
+  renamed.symlink_to(os.path.join(raw, "Depth", "a2_s4_t3_depth.mat"))
+  with pytest.raises(FlagError, match=r"--video=.*sample_depth.mat: not a UTD-MHAD sample name"):
+    predict.predict(workdir, skeleton, str(renamed))
+  used, _ = predict.predict(workdir, skeleton, str(renamed), allow_mismatch=True)
+  assert used == "fusion"
