@@ -1,4 +1,4 @@
-"""Top-5 actions for raw NTU samples, with the models of a trained workdir or an exported one.
+"""Top-5 actions for raw NTU or UTD-MHAD samples, with the models of a trained or exported run.
 
 One sample, printed:
 
@@ -100,20 +100,42 @@ def check_sample_files(skeleton_path: str, video_path: str | None) -> None:
                              "takes a folder of samples)")
 
 
+# How each dataset names a sample's files: (dataset, parser of a path → sample name, pattern).
+_SAMPLE_NAMES = (
+    ("NTU", lambda path: str(ntu.parse_sample_name(path)), "SsssCcccPpppRrrrAaaa…"),
+    ("UTD-MHAD", lambda path: utd_mhad.parse_utd_name(path).name,
+     "a{action}_s{subject}_t{trial}_{kind}"),
+)
+
+
+def _sample_name(parse, path: str) -> str | None:
+  try:
+    return parse(path)
+  except (ValueError, DataFormatError):
+    return None
+
+
 def check_same_sample(skeleton_path: str, video_path: str | None) -> None:
-  """The skeleton and the video must be of one sample (NTU names: S…C…P…R…A…)."""
+  """The skeleton and the video must be of one sample, both named as NTU (S…C…P…R…A…) or as
+  UTD-MHAD (a…_s…_t…) names them; checked before anything is read."""
   if video_path is None:
     return
-  names = []
-  for flag, path in (("--skeleton", skeleton_path), ("--video", video_path)):
-    try:
-      names.append(str(ntu.parse_sample_name(path)))
-    except ValueError:
-      raise FlagError(f"{flag}={path}: not an NTU sample name (SsssCcccPpppRrrrAaaa…); pass "
-                      "--allow_mismatch to use the files anyway") from None
-  if names[0] != names[1]:
-    raise FlagError(f"--skeleton is sample {names[0]} but --video is sample {names[1]}; pass "
-                    "--allow_mismatch to combine them anyway")
+  for dataset, parse, pattern in _SAMPLE_NAMES:
+    skeleton_name = _sample_name(parse, skeleton_path)
+    if skeleton_name is None:
+      continue
+    video_name = _sample_name(parse, video_path)
+    if video_name is None:
+      raise FlagError(f"--video={video_path}: not {'an' if dataset == 'NTU' else 'a'} "
+                      f"{dataset} sample name ({pattern}) like --skeleton's; pass "
+                      "--allow_mismatch to use the files anyway")
+    if skeleton_name != video_name:
+      raise FlagError(f"--skeleton is sample {skeleton_name} but --video is sample "
+                      f"{video_name}; pass --allow_mismatch to combine them anyway")
+    return
+  patterns = " or ".join(f"{dataset} ({pattern})" for dataset, _, pattern in _SAMPLE_NAMES)
+  raise FlagError(f"--skeleton={skeleton_path}: not a sample name of {patterns}; pass "
+                  "--allow_mismatch to use the files anyway")
 
 
 def check_reads_ntu(rgb_modality: str, source: str) -> None:
@@ -122,22 +144,6 @@ def check_reads_ntu(rgb_modality: str, source: str) -> None:
     raise FlagError(f"predict reads NTU samples (skeleton + RGB video); {source} trained on "
                     f"{rgb_modality!r} (evaluate such a run on its dataset: python -m "
                     "amfi_jax.evaluate --workdir=DIR)")
-
-
-def check_same_utd_sample(skeleton_path: str, video_path: str | None) -> None:
-  """The skeleton and the depth / colour file must be of one UTD-MHAD sample (a…_s…_t…)."""
-  names = []
-  for flag, path in (("--skeleton", skeleton_path), ("--video", video_path)):
-    if path is None:
-      continue
-    try:
-      names.append(utd_mhad.parse_utd_name(path).name)
-    except DataFormatError:
-      raise FlagError(f"{flag}={path}: not a UTD-MHAD sample name (a{{action}}_s{{subject}}_"
-                      "t{trial}_{kind}); pass --allow_mismatch to use the files anyway") from None
-  if len(names) == 2 and names[0] != names[1]:
-    raise FlagError(f"--skeleton is sample {names[0]} but --video is sample {names[1]}; pass "
-                    "--allow_mismatch to combine them anyway")
 
 
 def utd_sample_inputs(skeleton_path: str, video_path: str | None, config
@@ -178,20 +184,18 @@ def rank_one(run: workdir_lib.RunDir, config, stage_name: str, inputs: dict[str,
 def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
             allow_mismatch: bool = False) -> tuple[str, list[tuple[str, float]]]:
   """(stage used, [(class name, probability)] sorted by probability)."""
+  if not allow_mismatch:
+    check_same_sample(skeleton_path, video_path)
   check_sample_files(skeleton_path, video_path)
   run = workdir_lib.RunDir(workdir)
   info = run.read_run_info()
   config = run.load_config()
-  # What the run was trained on decides how the files are read (and named).
+  # What the run was trained on decides how the files are read.
   if info["sample_format"].get("builder") == utd_mhad_builder.UtdMhad.name:
-    if not allow_mismatch:
-      check_same_utd_sample(skeleton_path, video_path)
     stage_name = choose_stage(run, config.stages, bool(video_path))
     inputs = utd_sample_inputs(skeleton_path, video_path, config)
     return stage_name, rank_one(run, config, stage_name, inputs, info["class_names"])
   check_reads_ntu(config.data.rgb_modality, "this run")
-  if not allow_mismatch:
-    check_same_sample(skeleton_path, video_path)
   stage_name = choose_stage(run, config.stages, bool(video_path))
   inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
                          config.data.skeleton_stream, config.data.skeleton_frames,

@@ -79,6 +79,19 @@ def test_predict_refuses_a_skeleton_and_a_video_of_different_samples(tmp_path):
   _assert_user_error(proc, "S001C001P001R001A011", "S001C001P001R001A012", "--allow_mismatch")
 
 
+@pytest.mark.parametrize("skeleton, video, named", [
+    ("x.skeleton", "x_rgb.avi", ["--skeleton=x.skeleton: not a sample name of NTU", "UTD-MHAD"]),
+    ("S001C001P001R001A011.skeleton", "a1_s1_t1_depth.mat",
+     ["--video=a1_s1_t1_depth.mat: not an NTU sample name"]),
+    ("a1_s1_t1_skeleton.mat", "a1_s1_t2_depth.mat",
+     ["--skeleton is sample a1_s1_t1 but --video is sample a1_s1_t2"]),
+])
+def test_predict_refuses_files_of_no_or_different_samples(tmp_path, skeleton, video, named):
+  proc = _run("amfi_jax.predict", f"--workdir={tmp_path}", f"--skeleton={skeleton}",
+              f"--video={video}")
+  _assert_user_error(proc, *named, "--allow_mismatch")
+
+
 @pytest.mark.parametrize("name", ["weights.npz", "weights.pth"])
 def test_convert_names_an_unreadable_weight_file(tmp_path, name):
   path = tmp_path / name

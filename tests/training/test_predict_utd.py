@@ -77,7 +77,9 @@ def test_predict_checks_utd_mhad_sample_names(utd_run, tmp_path):
     predict.predict(workdir, skeleton, os.path.join(raw, "Depth", "a1_s4_t3_depth.mat"))
   renamed = tmp_path / "sample_depth.mat"
   renamed.symlink_to(os.path.join(raw, "Depth", "a2_s4_t3_depth.mat"))
-  with pytest.raises(FlagError, match=r"--video=.*sample_depth.mat: not a UTD-MHAD sample name"):
+  with pytest.raises(FlagError, match=r"--video=.*sample_depth.mat: not a UTD-MHAD sample name "
+                                      r"\(a\{action\}_s\{subject\}_t\{trial\}_\{kind\}\) like "
+                                      r"--skeleton's"):
     predict.predict(workdir, skeleton, str(renamed))
   used, _ = predict.predict(workdir, skeleton, str(renamed), allow_mismatch=True)
   assert used == "fusion"

@@ -146,9 +146,8 @@ def test_predict_on_raw_ntu_files_matches_the_evaluation(trained_workdir, tiny_d
     np.testing.assert_allclose([by_name[c] for c in class_names], row["scores"], atol=1e-5)
 
 
-def test_predict_refuses_a_depth_run_before_the_file_names(trained_workdir, tmp_path):
-  """A depth run (e.g. UTD-MHAD's) cannot read raw NTU samples: that is the error, not the
-  UTD-MHAD file names it was given."""
+def test_predict_refuses_ntu_files_for_a_depth_run(trained_workdir, tiny_dataset, tmp_path):
+  """Raw NTU samples carry an RGB video; a model of depth clips cannot read them."""
   workdir, _ = trained_workdir
   with open(os.path.join(workdir, "run.json")) as f:
     info = json.load(f)
@@ -156,12 +155,12 @@ def test_predict_refuses_a_depth_run_before_the_file_names(trained_workdir, tmp_
   depth_run = tmp_path / "depth_run"
   depth_run.mkdir()
   (depth_run / "run.json").write_text(json.dumps(info))
-  skeleton, depth = tmp_path / "a2_s2_t1_skeleton.mat", tmp_path / "a2_s2_t1_depth.mat"
-  skeleton.write_bytes(b"")
-  depth.write_bytes(b"")
+  (raw,) = glob.glob(os.path.join(tiny_dataset, "..", "..", "..", "..", "raw_*"))
+  name = "S001C001P003R001A002"
   with pytest.raises(FlagError, match=r"predict reads NTU samples .* trained on 'depth' "
                                       r"\(evaluate such a run"):
-    predict.predict(str(depth_run), str(skeleton), str(depth))
+    predict.predict(str(depth_run), os.path.join(raw, "nturgb+d_skeletons", f"{name}.skeleton"),
+                    os.path.join(raw, "nturgb+d_rgb", f"{name}_rgb.avi"))
 
 
 @pytest.mark.parametrize("field, value, message", [
