@@ -48,7 +48,6 @@ from absl import flags
 
 from amfi_jax import cli, parallel, streaming, workdir as workdir_lib
 from amfi_jax.data.builders import pose_pickle_builder, utd_mhad_builder
-from amfi_jax.data.errors import DataFormatError
 from amfi_jax.data.preprocessing import samples
 from amfi_jax.data.readers import ntu, pose_pickle, utd_mhad
 from amfi_jax.errors import FlagError, MissingFileError, UserError
@@ -111,7 +110,7 @@ _SAMPLE_NAMES = (
 def _sample_name(parse, path: str) -> str | None:
   try:
     return parse(path)
-  except (ValueError, DataFormatError):
+  except ValueError:  # DataFormatError is one too
     return None
 
 
@@ -146,25 +145,22 @@ def check_reads_ntu(rgb_modality: str, source: str) -> None:
                     "amfi_jax.evaluate --workdir=DIR)")
 
 
-def utd_sample_inputs(skeleton_path: str, video_path: str | None, config
+def utd_sample_inputs(skeleton_path: str, video_path: str | None, config, workdir: str
                       ) -> dict[str, np.ndarray]:
   """A raw UTD-MHAD sample (skeleton .mat, and the depth .mat or colour video the run's
-  `rgb_modality` reads) as a batch of one, preprocessed as the run's dataset config and the
-  pipeline do."""
+  `rgb_modality` reads) as a batch of one, stored as the run's dataset config stores it and
+  preprocessed as the pipeline does."""
   dataset = config.data.dataset
   builder_name, _, config_name = dataset.partition("/")
-  release = {c.name: c for c in utd_mhad_builder.UtdMhad.BUILDER_CONFIGS}
+  release = utd_mhad_builder.UtdMhad.builder_configs
   if builder_name != utd_mhad_builder.UtdMhad.name or config_name not in release:
-    raise FlagError(f"this run's config.data.dataset={dataset!r} is not one of the UTD-MHAD "
-                    f"builder's configs {sorted(release)}, so how its samples were stored is "
-                    "unknown here")
-  built = release[config_name]
+    raise FlagError(f"--workdir={workdir}: its config.data.dataset={dataset!r} is not one of "
+                    f"the UTD-MHAD builder's configs {sorted(release)}, so how its samples were "
+                    "stored is unknown here")
   modality = config.data.rgb_modality
-  features = samples.read_utd_sample(
-      skeleton_path, video_path if modality == "depth" else None, max_frames=built.max_frames,
-      clip_length=built.clip_length, image_size=built.image_size,
-      rgb_path=video_path if modality == "rgb" else None, depth_values=built.depth_values,
-      depth_frames=built.depth_frames)
+  features = utd_mhad_builder.stored_features(
+      release[config_name].data_fields(), skeleton_path,
+      video_path if modality == "depth" else None, video_path if modality == "rgb" else None)
   modalities = ("skeleton", modality) if video_path else ("skeleton",)
   inputs = samples.model_input(features, modalities, config.data.skeleton_stream,
                                skeleton_frames=config.data.skeleton_frames,
@@ -191,15 +187,16 @@ def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
   info = run.read_run_info()
   config = run.load_config()
   # What the run was trained on decides how the files are read.
-  if info["sample_format"].get("builder") == utd_mhad_builder.UtdMhad.name:
-    stage_name = choose_stage(run, config.stages, bool(video_path))
-    inputs = utd_sample_inputs(skeleton_path, video_path, config)
-    return stage_name, rank_one(run, config, stage_name, inputs, info["class_names"])
-  check_reads_ntu(config.data.rgb_modality, "this run")
+  reads_utd_mhad = info["sample_format"].get("builder") == utd_mhad_builder.UtdMhad.name
+  if not reads_utd_mhad:
+    check_reads_ntu(config.data.rgb_modality, "this run")
   stage_name = choose_stage(run, config.stages, bool(video_path))
-  inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
-                         config.data.skeleton_stream, config.data.skeleton_frames,
-                         config.data.clip_frames, config.data.clip_views)
+  if reads_utd_mhad:
+    inputs = utd_sample_inputs(skeleton_path, video_path, config, workdir)
+  else:
+    inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
+                           config.data.skeleton_stream, config.data.skeleton_frames,
+                           config.data.clip_frames, config.data.clip_views)
   return stage_name, rank_one(run, config, stage_name, inputs, info["class_names"])
 
 

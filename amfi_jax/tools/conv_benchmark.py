@@ -131,11 +131,11 @@ def conv_case(name: str, rounds: int, dtype=jnp.float32, compare: str = "") -> l
     from amfi_jax.tools import torch_reference  # the optional extra, checked in main
     peer = torch_reference.PeerConvolution(x, w, strides, pads, cotangent)
     peer.forward(), peer.forward_backward()  # warm up
-  rows = []
+  rows, jit = [], _step_jit()
   for phase, builders, factor in (("forward", {i: forward for i in IMPLS}, 1),
                                   ("forward_backward", {i: train for i in IMPLS}, 3)):
     peers = {"torch": getattr(peer, phase)} if peer else None
-    times = _compare(builders, (x, w), rounds, jit=_step_jit(), peers=peers)
+    times = _compare(builders, (x, w), rounds, jit=jit, peers=peers)
     for impl in times:
       med = statistics.median(times[impl])
       rows.append({"case": name, "phase": phase, "impl": impl, **_summary(times[impl]),

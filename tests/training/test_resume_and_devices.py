@@ -45,17 +45,19 @@ def _result(workdir, stage=STAGE):
     return json.load(f)
 
 
-def _validation_losses(workdir, stage=STAGE):
+def _metric_rows(workdir, stage=STAGE):
   with open(os.path.join(workdir, stage, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  return {r["step"]: r["validation/loss"] for r in rows if "validation/loss" in r}
+    return [json.loads(line) for line in f]
+
+
+def _validation_losses(workdir, stage=STAGE):
+  return {r["step"]: r["validation/loss"] for r in _metric_rows(workdir, stage)
+          if "validation/loss" in r}
 
 
 def _train_losses(workdir, stage=STAGE):
-  with open(os.path.join(workdir, stage, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
   losses = {}
-  for r in rows:
+  for r in _metric_rows(workdir, stage):
     loss = r.get("train/loss", r.get("loss") if r.get("split") == "train" else None)
     if loss is not None:
       losses[r["step"]] = loss

@@ -298,10 +298,20 @@ def _sort_key(name: str):
     return (float("inf"), name)
 
 
-def _load_example(job: _Job) -> tuple[str, str, Any]:
-  """Reads one sample: ('ok', name, example) or ('error', name, (path, reason))."""
+def stored_features(fields: dict[str, Any], skeleton_path: str, depth_path: str | None,
+                    rgb_path: str | None = None) -> dict[str, Any]:
+  """The features a build with these config fields (`UtdMhadConfig.data_fields()`) stores for
+  one sample's files (`predict` reads raw samples through it too)."""
   from amfi_jax.data.preprocessing import samples
 
+  return samples.read_utd_sample(
+      skeleton_path, depth_path, max_frames=fields["max_frames"],
+      clip_length=fields["clip_length"], image_size=fields["image_size"], rgb_path=rgb_path,
+      depth_values=fields["depth_values"], depth_frames=fields["depth_frames"])
+
+
+def _load_example(job: _Job) -> tuple[str, str, Any]:
+  """Reads one sample: ('ok', name, example) or ('error', name, (path, reason))."""
   config = job.config
   path = job.paths["skeleton"]
   try:
@@ -311,11 +321,8 @@ def _load_example(job: _Job) -> tuple[str, str, Any]:
     if config["include_rgb"] and job.paths["rgb"] is None:
       raise DataFormatError(path, f"no {job.name}_color.avi in the manual dir "
                             "(use the skeleton_depth config without RGB)")
-    example = samples.read_utd_sample(
-        path, job.paths["depth"], max_frames=config["max_frames"],
-        clip_length=config["clip_length"], image_size=config["image_size"],
-        rgb_path=job.paths["rgb"] if config["include_rgb"] else None,
-        depth_values=config["depth_values"], depth_frames=config["depth_frames"])
+    example = stored_features(config, path, job.paths["depth"],
+                              job.paths["rgb"] if config["include_rgb"] else None)
     example.update({
         "label": utd_name.label,
         "sample_name": job.name,
