@@ -93,12 +93,14 @@ def example_inputs(input_names, sample_format: dict, data_cfg) -> dict[str, np.n
 
 def preprocessing(sample_format: dict, config) -> dict:
   """How raw samples become the inputs: the dataset's build settings and the run's reading of
-  them (`amfi_jax.predict.sample_inputs` applies them to raw NTU files). Clips are normalised
-  inside the artifact (`rgb_input_normalization`), so they go in as stored."""
+  them (`amfi_jax.predict.sample_reader` applies them to raw NTU or UTD-MHAD files). Clips are
+  normalised inside the artifact (`rgb_input_normalization`), so they go in as stored."""
   out = {k: sample_format[k] for k in ("builder", "max_frames", "clip_length", "image_size",
                                         "crop_size") if k in sample_format}
   data = config.data
-  out.update(rgb_modality=data.rgb_modality, skeleton_stream=data.skeleton_stream,
+  # `dataset` names the build config, which says how a UTD-MHAD sample's files are stored.
+  out.update(dataset=data.dataset, rgb_modality=data.rgb_modality,
+             skeleton_stream=data.skeleton_stream,
              skeleton_frames=int(data.skeleton_frames), clip_frames=int(data.clip_frames),
              clip_views=int(data.clip_views),
              rgb_input_normalization=config.model.rgb.input_normalization,

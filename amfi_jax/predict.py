@@ -18,7 +18,9 @@ A folder (or a glob) of samples, written as JSONL:
 
 With a video the fusion model is used (or the RGB model when only that stage was trained);
 without one, the skeleton stream alone. In a folder, the video of `X.skeleton` is `X_rgb.avi`
-beside it. An exported artifact is one stage: a skeleton artifact ignores videos, a fusion or RGB
+beside it; of a UTD-MHAD `X_skeleton.mat`, `X_depth.mat` (or `X_color.avi` for a run on RGB)
+beside it or in the release's `Depth/` (`RGB/`) folder beside `Skeleton/`, so --inputs can be
+the release's `Skeleton` folder. An exported artifact is one stage: a skeleton artifact ignores videos, a fusion or RGB
 artifact cannot predict a sample without one.
 
 One sample of a 2-D pose pickle (PYSKL / MMAction2 format, COCO-17 keypoints), with the skeleton
@@ -58,25 +60,11 @@ from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.training import setup as stage_setup
 
 ERROR_POLICIES = ("skip", "raise")
+DATASET_NTU, DATASET_UTD_MHAD = "NTU", "UTD-MHAD"  # the raw samples predict reads
 SKELETON_SUFFIX = ".skeleton"
 VIDEO_SUFFIX = "_rgb.avi"  # NTU: S001C001P001R001A011.skeleton ↔ S001C001P001R001A011_rgb.avi
 # The inputs of each stage's model; those with `rgb` need the sample's video.
 STAGE_INPUTS = {"rgb": ("rgb",), "skeleton": ("skeleton",), "fusion": ("rgb", "skeleton")}
-
-
-def sample_inputs(skeleton_path: str, video_path: str | None, sample_format: dict,
-                  skeleton_stream: str, skeleton_frames: int = 0, clip_frames: int = 0,
-                  clip_views: int = 1) -> dict[str, np.ndarray]:
-  """A raw NTU sample as a batch of one, preprocessed exactly as the dataset and pipeline do."""
-  features = samples.read_ntu_sample(
-      skeleton_path, video_path, max_frames=sample_format["max_frames"],
-      clip_length=sample_format.get("clip_length", 0),
-      crop_size=sample_format.get("crop_size", 0), image_size=sample_format.get("image_size", 0))
-  modalities = ("skeleton", "rgb") if video_path else ("skeleton",)
-  inputs = samples.model_input(features, modalities, skeleton_stream,
-                               skeleton_frames=skeleton_frames, clip_frames=clip_frames,
-                               clip_views=clip_views)
-  return {k: v[None] for k, v in inputs.items()}
 
 
 def choose_stage(run: workdir_lib.RunDir, stages, with_video: bool) -> str:
@@ -101,8 +89,8 @@ def check_sample_files(skeleton_path: str, video_path: str | None) -> None:
 
 # How each dataset names a sample's files: (dataset, parser of a path → sample name, pattern).
 _SAMPLE_NAMES = (
-    ("NTU", lambda path: str(ntu.parse_sample_name(path)), "SsssCcccPpppRrrrAaaa…"),
-    ("UTD-MHAD", lambda path: utd_mhad.parse_utd_name(path).name,
+    (DATASET_NTU, lambda path: str(ntu.parse_sample_name(path)), "SsssCcccPpppRrrrAaaa…"),
+    (DATASET_UTD_MHAD, lambda path: utd_mhad.parse_utd_name(path).name,
      "a{action}_s{subject}_t{trial}_{kind}"),
 )
 
@@ -125,7 +113,7 @@ def check_same_sample(skeleton_path: str, video_path: str | None) -> None:
       continue
     video_name = _sample_name(parse, video_path)
     if video_name is None:
-      raise FlagError(f"--video={video_path}: not {'an' if dataset == 'NTU' else 'a'} "
+      raise FlagError(f"--video={video_path}: not {'an' if dataset == DATASET_NTU else 'a'} "
                       f"{dataset} sample name ({pattern}) like --skeleton's; pass "
                       "--allow_mismatch to use the files anyway")
     if skeleton_name != video_name:
@@ -137,36 +125,84 @@ def check_same_sample(skeleton_path: str, video_path: str | None) -> None:
                   "--allow_mismatch to use the files anyway")
 
 
-def check_reads_ntu(rgb_modality: str, source: str) -> None:
-  """Raw NTU samples are a skeleton and an RGB video; a depth model cannot read them."""
-  if rgb_modality != "rgb":
+@dataclasses.dataclass(frozen=True)
+class SampleReader:
+  """How one run reads a raw sample's files into its model's inputs (a batch of one): NTU's
+  `X.skeleton` and `X_rgb.avi`, or UTD-MHAD's `X_skeleton.mat` and `X_depth.mat` (or
+  `X_color.avi` for a run on RGB), stored as the run's dataset stored them and fed as its
+  pipeline fed the test split. Built from a workdir or an exported artifact (`sample_reader`),
+  so that every mode of predict reads samples one way."""
+  dataset: str  # DATASET_NTU | DATASET_UTD_MHAD
+  sample_format: dict  # the run's (or artifact's) record of how its dataset was built
+  rgb_modality: str
+  skeleton_stream: str
+  skeleton_frames: int = 0
+  clip_frames: int = 0
+  clip_views: int = 1
+  utd_fields: dict | None = None  # a UTD-MHAD build config's `data_fields()`
+
+  @property
+  def skeleton_suffix(self) -> str:
+    if self.dataset == DATASET_UTD_MHAD:
+      return utd_mhad.FILE_SUFFIXES["skeleton"]
+    return SKELETON_SUFFIX
+
+  @property
+  def video_suffix(self) -> str:
+    if self.dataset == DATASET_UTD_MHAD:
+      return utd_mhad.FILE_SUFFIXES[self.rgb_modality]
+    return VIDEO_SUFFIX
+
+  def read(self, skeleton_path: str, video_path: str | None) -> dict[str, np.ndarray]:
+    if self.dataset == DATASET_UTD_MHAD:
+      features = utd_mhad_builder.stored_features(
+          self.utd_fields, skeleton_path,
+          video_path if self.rgb_modality == "depth" else None,
+          video_path if self.rgb_modality == "rgb" else None)
+    else:
+      f = self.sample_format
+      features = samples.read_ntu_sample(
+          skeleton_path, video_path, max_frames=f["max_frames"],
+          clip_length=f.get("clip_length", 0), crop_size=f.get("crop_size", 0),
+          image_size=f.get("image_size", 0))
+    modalities = ("skeleton", self.rgb_modality) if video_path else ("skeleton",)
+    inputs = samples.model_input(features, modalities, self.skeleton_stream,
+                                 skeleton_frames=self.skeleton_frames,
+                                 clip_frames=self.clip_frames, clip_views=self.clip_views)
+    return {k: v[None] for k, v in inputs.items()}
+
+
+def sample_reader(sample_format: dict, reading, source: str) -> SampleReader:
+  """The reader of a run whose dataset was built as `sample_format` records (run.json's, or an
+  artifact's preprocessing) and read as `reading` says (the run's `config.data`, or the
+  artifact's preprocessing: rgb_modality, skeleton_stream, skeleton_frames, clip_frames,
+  clip_views and, for UTD-MHAD, dataset). `source` names the run in errors."""
+  builder = sample_format.get("builder")
+  modality = reading.get("rgb_modality", "rgb")
+  common = dict(sample_format=dict(sample_format), rgb_modality=modality,
+                skeleton_stream=reading["skeleton_stream"],
+                skeleton_frames=int(reading.get("skeleton_frames", 0)),
+                clip_frames=int(reading.get("clip_frames", 0)),
+                clip_views=int(reading.get("clip_views", 1)))
+  if builder == utd_mhad_builder.UtdMhad.name:
+    dataset = reading.get("dataset") or ""
+    builder_name, _, config_name = dataset.partition("/")
+    release = utd_mhad_builder.UtdMhad.builder_configs
+    if builder_name != utd_mhad_builder.UtdMhad.name or config_name not in release:
+      raise FlagError(f"{source}: its dataset {dataset!r} is not one of the UTD-MHAD builder's "
+                      f"configs {sorted(release)}, so how its samples were stored is unknown "
+                      "here" + ("" if dataset else " (an artifact exported before the dataset "
+                                "was recorded: export it again)"))
+    return SampleReader(DATASET_UTD_MHAD, utd_fields=release[config_name].data_fields(),
+                        **common)
+  if builder == pose_pickle_builder.PosePickle.name:
+    raise FlagError(f"{source} was trained on the 2-D poses of a pose pickle; predict its "
+                    "samples with --pose_pickle=FILE --sample=NAME")
+  if modality != "rgb":
     raise FlagError(f"predict reads NTU samples (skeleton + RGB video); {source} trained on "
-                    f"{rgb_modality!r} (evaluate such a run on its dataset: python -m "
+                    f"{modality!r} (evaluate such a run on its dataset: python -m "
                     "amfi_jax.evaluate --workdir=DIR)")
-
-
-def utd_sample_inputs(skeleton_path: str, video_path: str | None, config, workdir: str
-                      ) -> dict[str, np.ndarray]:
-  """A raw UTD-MHAD sample (skeleton .mat, and the depth .mat or colour video the run's
-  `rgb_modality` reads) as a batch of one, stored as the run's dataset config stores it and
-  preprocessed as the pipeline does."""
-  dataset = config.data.dataset
-  builder_name, _, config_name = dataset.partition("/")
-  release = utd_mhad_builder.UtdMhad.builder_configs
-  if builder_name != utd_mhad_builder.UtdMhad.name or config_name not in release:
-    raise FlagError(f"--workdir={workdir}: its config.data.dataset={dataset!r} is not one of "
-                    f"the UTD-MHAD builder's configs {sorted(release)}, so how its samples were "
-                    "stored is unknown here")
-  modality = config.data.rgb_modality
-  features = utd_mhad_builder.stored_features(
-      release[config_name].data_fields(), skeleton_path,
-      video_path if modality == "depth" else None, video_path if modality == "rgb" else None)
-  modalities = ("skeleton", modality) if video_path else ("skeleton",)
-  inputs = samples.model_input(features, modalities, config.data.skeleton_stream,
-                               skeleton_frames=config.data.skeleton_frames,
-                               clip_frames=config.data.clip_frames,
-                               clip_views=config.data.clip_views)
-  return {k: v[None] for k, v in inputs.items()}
+  return SampleReader(DATASET_NTU, **common)
 
 
 def rank_one(run: workdir_lib.RunDir, config, stage_name: str, inputs: dict[str, np.ndarray],
@@ -187,16 +223,9 @@ def predict(workdir: str, skeleton_path: str, video_path: str | None = None,
   info = run.read_run_info()
   config = run.load_config()
   # What the run was trained on decides how the files are read.
-  reads_utd_mhad = info["sample_format"].get("builder") == utd_mhad_builder.UtdMhad.name
-  if not reads_utd_mhad:
-    check_reads_ntu(config.data.rgb_modality, "this run")
+  reader = sample_reader(info["sample_format"], config.data, f"--workdir={workdir}")
   stage_name = choose_stage(run, config.stages, bool(video_path))
-  if reads_utd_mhad:
-    inputs = utd_sample_inputs(skeleton_path, video_path, config, workdir)
-  else:
-    inputs = sample_inputs(skeleton_path, video_path, info["sample_format"],
-                           config.data.skeleton_stream, config.data.skeleton_frames,
-                           config.data.clip_frames, config.data.clip_views)
+  inputs = reader.read(skeleton_path, video_path)
   return stage_name, rank_one(run, config, stage_name, inputs, info["class_names"])
 
 
@@ -254,10 +283,10 @@ def _main_pose_pickle(args) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class RawSample:
-  """One sample of --inputs: its name (the file name without extension) and files."""
+  """One sample of --inputs: its name (the skeleton file's name without its suffix) and files."""
   name: str
   skeleton: str
-  video: str | None  # X_rgb.avi beside X.skeleton, when there is one
+  video: str | None  # its video (NTU) or depth / colour file (UTD-MHAD), when there is one
 
 
 @dataclasses.dataclass
@@ -274,32 +303,69 @@ def skipped_path(output: str) -> str:
   return output + ".skipped.jsonl"
 
 
-def find_samples(inputs: str) -> list[RawSample]:
-  """The `.skeleton` files of a directory or a glob, sorted, each with its video if present."""
+# The skeleton file that defines a sample of each dataset predict reads.
+_SKELETON_SUFFIXES = {DATASET_NTU: SKELETON_SUFFIX,
+                      DATASET_UTD_MHAD: utd_mhad.FILE_SUFFIXES["skeleton"]}
+
+
+def find_samples(inputs: str) -> tuple[str, list[str]]:
+  """(dataset, sorted skeleton files) of a directory or a glob: NTU `.skeleton` files or
+  UTD-MHAD `_skeleton.mat` files, one dataset's (checked before any model is read)."""
+  wanted = " or ".join(_SKELETON_SUFFIXES.values())
   if not inputs:
-    raise FlagError("--inputs is empty; name a directory of .skeleton files or a glob of them")
-  pattern = os.path.join(inputs, "*" + SKELETON_SUFFIX) if os.path.isdir(inputs) else inputs
-  paths = sorted(p for p in glob.glob(pattern)
-                 if p.endswith(SKELETON_SUFFIX) and os.path.isfile(p))
-  if not paths:
+    raise FlagError(f"--inputs is empty; name a directory of samples' skeleton files ({wanted}) "
+                    "or a glob of them")
+  if os.path.isdir(inputs):
+    candidates = [path for suffix in _SKELETON_SUFFIXES.values()
+                  for path in glob.glob(os.path.join(inputs, "*" + suffix))]
+  else:
+    candidates = glob.glob(inputs)
+  found = {}
+  for dataset, suffix in _SKELETON_SUFFIXES.items():
+    paths = sorted(p for p in candidates if p.endswith(suffix) and os.path.isfile(p))
+    if paths:
+      found[dataset] = paths
+  if not found:
     if os.path.isdir(inputs):
       where = "in this directory"
     elif glob.has_magic(inputs):
       where = "match"
     else:
       where = "there: no such directory or file"
-    raise FlagError(f"--inputs={inputs}: no {SKELETON_SUFFIX} files {where}")
+    raise FlagError(f"--inputs={inputs}: no {wanted} files {where}")
+  if len(found) > 1:
+    raise FlagError(f"--inputs={inputs}: holds both NTU ({SKELETON_SUFFIX}) and UTD-MHAD "
+                    f"({_SKELETON_SUFFIXES[DATASET_UTD_MHAD]}) samples; narrow it to one "
+                    "dataset's with a glob")
+  ((dataset, paths),) = found.items()
+  return dataset, paths
+
+
+def pair_samples(paths: list[str], reader: SampleReader, inputs: str) -> list[RawSample]:
+  """Each skeleton file with its video (the file of `reader.video_suffix`), when present."""
   found, seen = [], {}
   for path in paths:
-    name = os.path.basename(path)[:-len(SKELETON_SUFFIX)]
+    name = os.path.basename(path)[:-len(reader.skeleton_suffix)]
     # The output is keyed by sample name: two files of one name would be two rows of one key.
     if name in seen:
       raise FlagError(f"--inputs={inputs}: sample {name} twice ({seen[name]} and {path}); "
                       "narrow the glob")
     seen[name] = path
-    video = os.path.join(os.path.dirname(path), name + VIDEO_SUFFIX)
-    found.append(RawSample(name, path, video if os.path.isfile(video) else None))
+    found.append(RawSample(name, path, _find_video(path, name, reader)))
   return found
+
+
+def _find_video(skeleton_path: str, name: str, reader: SampleReader) -> str | None:
+  """Beside the skeleton file; for UTD-MHAD also in the release's layout, where `Depth/` (or
+  `RGB/`) sits beside `Skeleton/`."""
+  folder = os.path.dirname(skeleton_path)
+  file_name = name + reader.video_suffix
+  candidates = [os.path.join(folder, file_name)]
+  if reader.dataset == DATASET_UTD_MHAD:
+    release_folder = utd_mhad.RELEASE_FOLDERS[reader.rgb_modality]
+    candidates.append(os.path.normpath(os.path.join(folder, os.pardir, release_folder,
+                                                    file_name)))
+  return next((path for path in candidates if os.path.isfile(path)), None)
 
 
 def check_batch_flags(*, workdir: str | None, exported: str | None, output: str, top: int,
@@ -330,13 +396,9 @@ class WorkdirModels:
     self.run = workdir_lib.RunDir(workdir)
     info = self.run.read_run_info()
     self.config = self.run.load_config()
-    check_reads_ntu(self.config.data.rgb_modality, f"--workdir={workdir}")
+    self.source = f"--workdir={workdir}"
+    self.reader = sample_reader(info["sample_format"], self.config.data, self.source)
     self.class_names = list(info["class_names"])
-    self.sample_format = info["sample_format"]
-    self.skeleton_stream = self.config.data.skeleton_stream
-    self.skeleton_frames = int(self.config.data.skeleton_frames)
-    self.clip_frames = int(self.config.data.clip_frames)
-    self.clip_views = int(self.config.data.clip_views)
     self._forwards = {}
 
   def stage_for(self, sample: RawSample) -> str:
@@ -369,16 +431,12 @@ class ExportedModel:
                                "`python -m amfi_jax.export`")
     with open(metadata_file) as f:
       metadata = json.load(f)
-    preprocessing = metadata["preprocessing"]
-    check_reads_ntu(preprocessing.get("rgb_modality", "rgb"), f"--exported={artifact}")
+    self.source = f"--exported={artifact}"
+    self.reader = sample_reader(metadata["preprocessing"], metadata["preprocessing"],
+                                self.source)
     self.stage = metadata["stage"]
     self.input_names = tuple(i["name"] for i in metadata["inputs"])
     self.class_names = list(metadata["class_names"])
-    self.sample_format = preprocessing
-    self.skeleton_stream = preprocessing["skeleton_stream"]
-    self.skeleton_frames = int(preprocessing.get("skeleton_frames", 0))
-    self.clip_frames = int(preprocessing.get("clip_frames", 0))
-    self.clip_views = int(preprocessing.get("clip_views", 1))
     self._model = None
 
   def stage_for(self, sample: RawSample) -> str:
@@ -393,14 +451,13 @@ class ExportedModel:
 
 
 def _read_sample(models, stage_name: str, sample: RawSample) -> dict[str, np.ndarray]:
-  """The sample as a batch of one, by `sample_inputs` (the single-sample preprocessing)."""
+  """The sample as a batch of one, read as the single-sample path reads it."""
   uses_video = "rgb" in STAGE_INPUTS[stage_name]
+  reader = models.reader
   if uses_video and sample.video is None:
-    raise MissingFileError(f"{sample.skeleton}: no {sample.name}{VIDEO_SUFFIX} beside it, and "
-                           f"the {stage_name} model needs the video")
-  return sample_inputs(sample.skeleton, sample.video if uses_video else None,
-                       models.sample_format, models.skeleton_stream, models.skeleton_frames,
-                       models.clip_frames, models.clip_views)
+    raise MissingFileError(f"{sample.skeleton}: no {sample.name}{reader.video_suffix} found, "
+                           f"and the {stage_name} model needs it")
+  return reader.read(sample.skeleton, sample.video if uses_video else None)
 
 
 class _StageBatches:
@@ -438,7 +495,8 @@ def predict_batch(inputs: str, output: str, *, workdir: str | None = None,
                   exported: str | None = None, top: int = 5, batch_size: int = 8,
                   error_policy: str = "skip", overwrite: bool = False,
                   progress_stream: TextIO | None = sys.stderr) -> BatchResult:
-  """Predicts every sample of `inputs` (a directory or a glob of .skeleton files) and writes
+  """Predicts every sample of `inputs` (a directory or a glob of NTU .skeleton files, or of
+  UTD-MHAD _skeleton.mat files for a run trained on UTD-MHAD) and writes
   `output`: one JSONL line per sample, {"sample", "stage", "top": [[class, probability], ...]}.
 
   A sample the readers cannot read (a `UserError`: malformed file, no frames, truncated video)
@@ -448,8 +506,12 @@ def predict_batch(inputs: str, output: str, *, workdir: str | None = None,
   """
   check_batch_flags(workdir=workdir, exported=exported, output=output, top=top,
                     batch_size=batch_size, error_policy=error_policy, overwrite=overwrite)
-  found = find_samples(inputs)
+  dataset, paths = find_samples(inputs)
   models = WorkdirModels(workdir) if workdir else ExportedModel(exported)
+  if dataset != models.reader.dataset:
+    raise FlagError(f"--inputs={inputs}: {dataset} samples, but {models.source} reads "
+                    f"{models.reader.dataset} samples ({models.reader.skeleton_suffix} files)")
+  found = pair_samples(paths, models.reader, inputs)
   # Every stage a sample needs is known (and missing ones refused) before the first is loaded.
   planned = [(sample, models.stage_for(sample)) for sample in found]
   per_stage = {}
@@ -502,8 +564,8 @@ def predict_batch(inputs: str, output: str, *, workdir: str | None = None,
 
 def _main_batch(args) -> None:
   if args.skeleton or args.video:
-    raise FlagError("--skeleton/--video name one sample; --inputs names many (the video of "
-                    f"X{SKELETON_SUFFIX} is X{VIDEO_SUFFIX} beside it): pass one or the other")
+    raise FlagError("--skeleton/--video name one sample; --inputs names many (each skeleton "
+                    "file with its video found beside it): pass one or the other")
   if not args.output:
     raise FlagError("--inputs needs --output, the JSONL file to write")
   result = predict_batch(args.inputs, args.output, workdir=args.workdir, exported=args.exported,
@@ -529,19 +591,18 @@ def stream_predictor(*, workdir: str | None, exported: str | None, top: int
   if top < 1:
     raise FlagError(f"--top={top}: expected at least 1")
   models = WorkdirModels(workdir) if workdir else ExportedModel(exported)
-  source = f"--workdir={workdir}" if workdir else f"--exported={exported}"
   if exported and models.stage != "skeleton":
-    raise FlagError(f"--stream reads skeleton frames only; {source} is the {models.stage} "
+    raise FlagError(f"--stream reads skeleton frames only; {models.source} is the {models.stage} "
                     "model: export the skeleton stage")
   if workdir:
     choose_stage(models.run, models.config.stages, with_video=False)
-  builder = models.sample_format.get("builder")
-  if builder != "ntu_rgbd":
-    raise FlagError(f"--stream reads NTU skeleton frames (25 joints); {source} was trained on "
-                    f"{builder!r} data")
-  preprocessing = {"max_frames": models.sample_format["max_frames"],
-                   "skeleton_stream": models.skeleton_stream,
-                   "skeleton_frames": models.skeleton_frames}
+  reader = models.reader
+  if reader.dataset != DATASET_NTU:
+    raise FlagError(f"--stream reads NTU skeleton frames (25 joints); {models.source} was "
+                    f"trained on {reader.dataset} samples")
+  preprocessing = {"max_frames": reader.sample_format["max_frames"],
+                   "skeleton_stream": reader.skeleton_stream,
+                   "skeleton_frames": reader.skeleton_frames}
   return streaming.Predictor(lambda batch: models.logits("skeleton", batch), models.class_names,
                              preprocessing, top)
 
@@ -602,8 +663,9 @@ def _define_flags():
   flags.DEFINE_integer("top", 5, "How many actions to print (or write, with --inputs).")
   flags.DEFINE_bool("allow_mismatch", False, "Combine a skeleton and a video whose sample names "
                     "differ (refused by default).")
-  flags.DEFINE_string("inputs", None, "A directory of .skeleton files, or a glob of them: "
-                      f"predict each (with X{VIDEO_SUFFIX} beside X{SKELETON_SUFFIX} when "
+  flags.DEFINE_string("inputs", None, "A directory of .skeleton files (or UTD-MHAD "
+                      "_skeleton.mat files), or a glob of them: predict each (with "
+                      f"X{VIDEO_SUFFIX} beside X{SKELETON_SUFFIX}, or X_depth.mat, when "
                       "present).")
   flags.DEFINE_string("exported", None, "With --inputs: an artifact of amfi_jax.export, "
                       "instead of --workdir.")

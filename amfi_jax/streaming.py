@@ -220,7 +220,7 @@ class Predictor:
     self.top = top
 
   def inputs(self, sequence: ntu_skeleton.SkeletonSequence) -> dict[str, np.ndarray]:
-    """The batch of one a `.skeleton` file of these frames gives (`predict.sample_inputs`)."""
+    """The batch of one a `.skeleton` file of these frames gives (`predict.SampleReader.read`)."""
     features = samples.ntu_skeleton_features(sequence, self.max_frames)
     inputs = samples.model_input(features, ("skeleton",), self.skeleton_stream,
                                  skeleton_frames=self.skeleton_frames)

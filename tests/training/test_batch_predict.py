@@ -137,12 +137,14 @@ def test_bad_flags_are_refused_before_any_model_is_loaded(raw_folder, tmp_path):
   with pytest.raises(FlagError, match="exactly one of --workdir .* got neither"):
     predict.predict_batch(raw_folder, output)
   (tmp_path / "empty").mkdir()
-  with pytest.raises(FlagError, match="--inputs=.*empty: no .skeleton files in this directory"):
+  with pytest.raises(FlagError, match="--inputs=.*empty: no .skeleton or _skeleton.mat files "
+                     "in this directory"):
     predict.predict_batch(str(tmp_path / "empty"), output, workdir=nowhere)
-  with pytest.raises(FlagError, match=r"--inputs=.*\*\.txt: no .skeleton files match"):
+  with pytest.raises(FlagError,
+                     match=r"--inputs=.*\*\.txt: no .skeleton or _skeleton.mat files match"):
     predict.predict_batch(os.path.join(raw_folder, "*.txt"), output, workdir=nowhere)
-  with pytest.raises(FlagError, match="--inputs=.*nothing_here: no .skeleton files there: no "
-                     "such directory or file"):
+  with pytest.raises(FlagError, match="--inputs=.*nothing_here: no .skeleton or _skeleton.mat "
+                     "files there: no such directory or file"):
     predict.predict_batch(str(tmp_path / "nothing_here"), output, workdir=nowhere)
   with pytest.raises(FlagError, match="--error_policy=ignore"):
     predict.predict_batch(raw_folder, output, workdir=nowhere, error_policy="ignore")

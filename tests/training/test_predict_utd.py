@@ -3,6 +3,7 @@ the real files, two steps a stage): the scores its test evaluation stored, and i
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -83,3 +84,67 @@ def test_predict_checks_utd_mhad_sample_names(utd_run, tmp_path):
     predict.predict(workdir, skeleton, str(renamed))
   used, _ = predict.predict(workdir, skeleton, str(renamed), allow_mismatch=True)
   assert used == "fusion"
+
+
+def _test_rows(workdir: str, stage: str) -> dict:
+  return reports.read_per_sample_scores(os.path.join(workdir, stage, "test_scores.jsonl"))
+
+
+def _assert_rows_match_the_evaluation(rows: list[dict], workdir: str, stage: str) -> None:
+  class_names = RunDir(workdir).read_run_info()["class_names"]
+  stored = _test_rows(workdir, stage)
+  for row in rows:
+    assert row["stage"] == stage
+    by_name = dict(row["top"])
+    np.testing.assert_allclose([by_name[c] for c in class_names],
+                               stored[row["sample"]]["scores"], atol=1e-5)
+
+
+def test_batch_predict_reads_the_release_layout(utd_run, tmp_path):
+  """--inputs=the release's Skeleton folder (a glob of subject 4's files): each sample's depth
+  file is found in Depth/ beside it, and the fusion scores equal the stored test scores."""
+  workdir, raw = utd_run
+  pattern = os.path.join(raw, "Skeleton", "a*_s4_t*_skeleton.mat")
+  result = predict.predict_batch(pattern, str(tmp_path / "scores.jsonl"), workdir=workdir,
+                                 top=27, batch_size=3, progress_stream=None)
+  assert [r["sample"] for r in result.predictions] == [
+      f"a{a}_s4_t{t}" for a in ACTIONS for t in (1, 2, 3, 4)]
+  assert not result.skipped
+  _assert_rows_match_the_evaluation(result.predictions, workdir, "fusion")
+
+
+def test_exported_fusion_model_reads_utd_mhad_samples(utd_run, tmp_path):
+  from amfi_jax import export
+
+  workdir, raw = utd_run
+  artifact = str(tmp_path / "fusion.jaxexport")
+  metadata = export.export_to_file(workdir, "fusion", artifact, platforms=("cpu",))
+  assert metadata["preprocessing"]["dataset"] == "utd_mhad/skeleton_depth_k48_s48_spread"
+  pattern = os.path.join(raw, "Skeleton", "a2_s4_t*_skeleton.mat")
+  result = predict.predict_batch(pattern, str(tmp_path / "scores.jsonl"), exported=artifact,
+                                 top=27, progress_stream=None)
+  assert len(result.predictions) == 4
+  _assert_rows_match_the_evaluation(result.predictions, workdir, "fusion")
+
+  # An artifact that does not record its dataset (exported before it was recorded) is refused
+  # with what to do, before any sample is read.
+  with open(artifact + ".json") as f:
+    recorded = json.load(f)
+  del recorded["preprocessing"]["dataset"]
+  with open(artifact + ".json", "w") as f:
+    json.dump(recorded, f)
+  with pytest.raises(FlagError, match=r"--exported=.*fusion.jaxexport: its dataset '' is not one "
+                                      r"of the UTD-MHAD builder's configs .* export it again"):
+    predict.predict_batch(pattern, str(tmp_path / "again.jsonl"), exported=artifact)
+
+
+def test_batch_predict_refuses_another_datasets_samples(utd_run, tmp_path):
+  workdir, _ = utd_run
+  (tmp_path / "S001C001P001R001A001.skeleton").write_text("1\n")
+  with pytest.raises(FlagError, match=r"--inputs=.*: NTU samples, but --workdir=.* reads "
+                                      r"UTD-MHAD samples \(_skeleton.mat files\)"):
+    predict.predict_batch(str(tmp_path), str(tmp_path / "scores.jsonl"), workdir=workdir)
+  (tmp_path / "a1_s1_t1_skeleton.mat").write_text("")
+  with pytest.raises(FlagError, match=r"holds both NTU \(.skeleton\) and UTD-MHAD "
+                                      r"\(_skeleton.mat\) samples"):
+    predict.predict_batch(str(tmp_path), str(tmp_path / "scores.jsonl"), workdir=workdir)

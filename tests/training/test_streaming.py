@@ -76,8 +76,7 @@ def test_stream_windows_equal_offline_prediction_of_the_same_frames(artifacts, s
   offline = predict.ExportedModel(artifacts["skeleton"])
   for r in results:
     path = _window_file(blocks, r.first_frame, r.last_frame, tmp_path / f"w{r.index}.skeleton")
-    inputs = predict.sample_inputs(path, None, offline.sample_format, offline.skeleton_stream,
-                                   offline.skeleton_frames)
+    inputs = offline.reader.read(path, None)
     ranked = predict.ranking(offline.logits("skeleton", inputs)[0], offline.class_names)
     assert [name for name, _ in r.top] == [name for name, _ in ranked[:4]]
     np.testing.assert_allclose([p for _, p in r.top], [p for _, p in ranked[:4]], atol=1e-6)

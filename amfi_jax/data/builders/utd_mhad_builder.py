@@ -40,8 +40,6 @@ from amfi_jax.data.readers import utd_mhad
 from amfi_jax.data.errors import DataFormatError
 from amfi_jax.errors import MissingFileError
 
-_SUFFIXES = {"skeleton": "_skeleton.mat", "depth": "_depth.mat", "rgb": "_color.avi"}
-
 
 @dataclasses.dataclass(eq=False, kw_only=True)
 class UtdMhadConfig(tfds.core.BuilderConfig):
@@ -212,7 +210,7 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
     job_config = config.data_fields()
     jobs = {split: [_Job(name=name, config=job_config,
                          paths={m: os.fspath(files[m][name]) if name in files[m] else None
-                                for m in _SUFFIXES})
+                                for m in utd_mhad.FILE_SUFFIXES})
                     for name in names]
             for split, names in by_split.items()}
 
@@ -257,10 +255,10 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
 
 def scan_manual_dir(manual_dir: str | os.PathLike) -> dict[str, dict[str, Path]]:
   """{'skeleton'|'depth'|'rgb': {sample name 'a1_s1_t1': path}} for files anywhere below."""
-  found: dict[str, dict[str, Path]] = {m: {} for m in _SUFFIXES}
+  found: dict[str, dict[str, Path]] = {m: {} for m in utd_mhad.FILE_SUFFIXES}
   for root, _, names in os.walk(manual_dir, followlinks=True):
     for file_name in names:
-      for modality, suffix in _SUFFIXES.items():
+      for modality, suffix in utd_mhad.FILE_SUFFIXES.items():
         if file_name.endswith(suffix):
           key = file_name[: -len(suffix)]
           if key in found[modality]:

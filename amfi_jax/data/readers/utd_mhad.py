@@ -20,6 +20,10 @@ DEPTH_HW = (240, 320)
 MAX_FRAMES = 125  # the longest skeleton sequence of the dataset
 TRAIN_SUBJECTS: tuple[int, ...] = (1, 3, 5, 7)
 KINDS = ("color", "depth", "skeleton", "inertial")
+# The release's file of each modality of sample X (`X_skeleton.mat`, ...) and the folder the
+# release ships it in.
+FILE_SUFFIXES = {"skeleton": "_skeleton.mat", "depth": "_depth.mat", "rgb": "_color.avi"}
+RELEASE_FOLDERS = {"skeleton": "Skeleton", "depth": "Depth", "rgb": "RGB"}
 
 # The 27 actions, a1..a27, as named by the dataset's authors.
 UTD_MHAD_CLASS_NAMES: tuple[str, ...] = (
