@@ -376,7 +376,10 @@ def utd_mhad(config: ml_collections.ConfigDict) -> None:
   r.batch_size = 16
   r.eval_batch_size = 48
   r.learning_rate = 0.1
-  r.num_epochs = 40
+  # 60 epochs (cosine): 84.3 / 84.3 % on held-out subjects 7 / 5 against 80.6 / 73.1 % for 40
+  # (the same skeleton teachers and seed; training accuracy 0.97 / 1.00 at the end against
+  # 0.89 / 0.97: with the distillation the stream underfitted at 40). 1.5x the depth stage.
+  r.num_epochs = 60
   r.schedule = "cosine"
   r.eval_every_epochs = 5
   # The head trains on the frozen streams' cached features, unaugmented. The paper's 6 epochs
