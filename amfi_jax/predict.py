@@ -20,8 +20,8 @@ With a video the fusion model is used (or the RGB model when only that stage was
 without one, the skeleton stream alone. In a folder, the video of `X.skeleton` is `X_rgb.avi`
 beside it; of a UTD-MHAD `X_skeleton.mat`, `X_depth.mat` (or `X_color.avi` for a run on RGB)
 beside it or in the release's `Depth/` (`RGB/`) folder beside `Skeleton/`, so --inputs can be
-the release's `Skeleton` folder. An exported artifact is one stage: a skeleton artifact ignores videos, a fusion or RGB
-artifact cannot predict a sample without one.
+the release's `Skeleton` folder. An exported artifact is one stage: a skeleton artifact ignores
+videos, a fusion or RGB artifact cannot predict a sample without one.
 
 One sample of a 2-D pose pickle (PYSKL / MMAction2 format, COCO-17 keypoints), with the skeleton
 model of a run trained on such poses (configs/ntu60_2d.py):
@@ -63,6 +63,9 @@ ERROR_POLICIES = ("skip", "raise")
 DATASET_NTU, DATASET_UTD_MHAD = "NTU", "UTD-MHAD"  # the raw samples predict reads
 SKELETON_SUFFIX = ".skeleton"
 VIDEO_SUFFIX = "_rgb.avi"  # NTU: S001C001P001R001A011.skeleton ↔ S001C001P001R001A011_rgb.avi
+# The file that defines a sample of each dataset predict reads (its video: `SampleReader`).
+SKELETON_SUFFIXES = {DATASET_NTU: SKELETON_SUFFIX,
+                     DATASET_UTD_MHAD: utd_mhad.FILE_SUFFIXES["skeleton"]}
 # The inputs of each stage's model; those with `rgb` need the sample's video.
 STAGE_INPUTS = {"rgb": ("rgb",), "skeleton": ("skeleton",), "fusion": ("rgb", "skeleton")}
 
@@ -143,15 +146,25 @@ class SampleReader:
 
   @property
   def skeleton_suffix(self) -> str:
-    if self.dataset == DATASET_UTD_MHAD:
-      return utd_mhad.FILE_SUFFIXES["skeleton"]
-    return SKELETON_SUFFIX
+    return SKELETON_SUFFIXES[self.dataset]
 
   @property
   def video_suffix(self) -> str:
     if self.dataset == DATASET_UTD_MHAD:
       return utd_mhad.FILE_SUFFIXES[self.rgb_modality]
     return VIDEO_SUFFIX
+
+  def video_candidates(self, skeleton_path: str, name: str) -> list[str]:
+    """Where sample `name`'s video is looked for, in order: beside its skeleton file; for
+    UTD-MHAD also in the release's layout, where `Depth/` (or `RGB/`) sits beside `Skeleton/`."""
+    folder = os.path.dirname(skeleton_path)
+    file_name = name + self.video_suffix
+    candidates = [os.path.join(folder, file_name)]
+    if self.dataset == DATASET_UTD_MHAD:
+      release_folder = utd_mhad.RELEASE_FOLDERS[self.rgb_modality]
+      candidates.append(os.path.normpath(os.path.join(folder, os.pardir, release_folder,
+                                                      file_name)))
+    return candidates
 
   def read(self, skeleton_path: str, video_path: str | None) -> dict[str, np.ndarray]:
     if self.dataset == DATASET_UTD_MHAD:
@@ -303,25 +316,20 @@ def skipped_path(output: str) -> str:
   return output + ".skipped.jsonl"
 
 
-# The skeleton file that defines a sample of each dataset predict reads.
-_SKELETON_SUFFIXES = {DATASET_NTU: SKELETON_SUFFIX,
-                      DATASET_UTD_MHAD: utd_mhad.FILE_SUFFIXES["skeleton"]}
-
-
 def find_samples(inputs: str) -> tuple[str, list[str]]:
   """(dataset, sorted skeleton files) of a directory or a glob: NTU `.skeleton` files or
   UTD-MHAD `_skeleton.mat` files, one dataset's (checked before any model is read)."""
-  wanted = " or ".join(_SKELETON_SUFFIXES.values())
+  wanted = " or ".join(SKELETON_SUFFIXES.values())
   if not inputs:
     raise FlagError(f"--inputs is empty; name a directory of samples' skeleton files ({wanted}) "
                     "or a glob of them")
   if os.path.isdir(inputs):
-    candidates = [path for suffix in _SKELETON_SUFFIXES.values()
+    candidates = [path for suffix in SKELETON_SUFFIXES.values()
                   for path in glob.glob(os.path.join(inputs, "*" + suffix))]
   else:
     candidates = glob.glob(inputs)
   found = {}
-  for dataset, suffix in _SKELETON_SUFFIXES.items():
+  for dataset, suffix in SKELETON_SUFFIXES.items():
     paths = sorted(p for p in candidates if p.endswith(suffix) and os.path.isfile(p))
     if paths:
       found[dataset] = paths
@@ -335,7 +343,7 @@ def find_samples(inputs: str) -> tuple[str, list[str]]:
     raise FlagError(f"--inputs={inputs}: no {wanted} files {where}")
   if len(found) > 1:
     raise FlagError(f"--inputs={inputs}: holds both NTU ({SKELETON_SUFFIX}) and UTD-MHAD "
-                    f"({_SKELETON_SUFFIXES[DATASET_UTD_MHAD]}) samples; narrow it to one "
+                    f"({SKELETON_SUFFIXES[DATASET_UTD_MHAD]}) samples; narrow it to one "
                     "dataset's with a glob")
   ((dataset, paths),) = found.items()
   return dataset, paths
@@ -351,21 +359,10 @@ def pair_samples(paths: list[str], reader: SampleReader, inputs: str) -> list[Ra
       raise FlagError(f"--inputs={inputs}: sample {name} twice ({seen[name]} and {path}); "
                       "narrow the glob")
     seen[name] = path
-    found.append(RawSample(name, path, _find_video(path, name, reader)))
+    video = next((candidate for candidate in reader.video_candidates(path, name)
+                  if os.path.isfile(candidate)), None)
+    found.append(RawSample(name, path, video))
   return found
-
-
-def _find_video(skeleton_path: str, name: str, reader: SampleReader) -> str | None:
-  """Beside the skeleton file; for UTD-MHAD also in the release's layout, where `Depth/` (or
-  `RGB/`) sits beside `Skeleton/`."""
-  folder = os.path.dirname(skeleton_path)
-  file_name = name + reader.video_suffix
-  candidates = [os.path.join(folder, file_name)]
-  if reader.dataset == DATASET_UTD_MHAD:
-    release_folder = utd_mhad.RELEASE_FOLDERS[reader.rgb_modality]
-    candidates.append(os.path.normpath(os.path.join(folder, os.pardir, release_folder,
-                                                    file_name)))
-  return next((path for path in candidates if os.path.isfile(path)), None)
 
 
 def check_batch_flags(*, workdir: str | None, exported: str | None, output: str, top: int,
@@ -455,8 +452,9 @@ def _read_sample(models, stage_name: str, sample: RawSample) -> dict[str, np.nda
   uses_video = "rgb" in STAGE_INPUTS[stage_name]
   reader = models.reader
   if uses_video and sample.video is None:
-    raise MissingFileError(f"{sample.skeleton}: no {sample.name}{reader.video_suffix} found, "
-                           f"and the {stage_name} model needs it")
+    looked = " or ".join(reader.video_candidates(sample.skeleton, sample.name))
+    raise MissingFileError(f"{sample.skeleton}: the {stage_name} model needs the sample's "
+                           f"{reader.video_suffix} file, not found at {looked}")
   return reader.read(sample.skeleton, sample.video if uses_video else None)
 
 

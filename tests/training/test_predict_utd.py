@@ -126,6 +126,21 @@ def test_exported_fusion_model_reads_utd_mhad_samples(utd_run, tmp_path):
   assert len(result.predictions) == 4
   _assert_rows_match_the_evaluation(result.predictions, workdir, "fusion")
 
+  # A skeleton file without its depth file: the fusion artifact cannot predict it, and the
+  # reason names where the depth file was looked for.
+  lone = tmp_path / "lone"
+  lone.mkdir()
+  (lone / "a2_s4_t1_skeleton.mat").symlink_to(os.path.join(raw, "Skeleton",
+                                                           "a2_s4_t1_skeleton.mat"))
+  result = predict.predict_batch(str(lone), str(tmp_path / "lone.jsonl"), exported=artifact,
+                                 progress_stream=None)
+  assert not result.predictions
+  (skipped,) = result.skipped
+  assert skipped["sample"] == "a2_s4_t1"
+  assert skipped["reason"] == (
+      f"{lone}/a2_s4_t1_skeleton.mat: the fusion model needs the sample's _depth.mat file, not "
+      f"found at {lone}/a2_s4_t1_depth.mat or {tmp_path}/Depth/a2_s4_t1_depth.mat")
+
   # An artifact that does not record its dataset (exported before it was recorded) is refused
   # with what to do, before any sample is read.
   with open(artifact + ".json") as f:

@@ -315,9 +315,9 @@ def _load_example(job: _Job) -> tuple[str, str, Any]:
   try:
     utd_name = utd_mhad.parse_utd_name(path)
     if job.paths["depth"] is None:
-      raise DataFormatError(path, f"no {job.name}_depth.mat in the manual dir")
+      raise DataFormatError(path, f"no {job.name}{utd_mhad.FILE_SUFFIXES['depth']} in the manual dir")
     if config["include_rgb"] and job.paths["rgb"] is None:
-      raise DataFormatError(path, f"no {job.name}_color.avi in the manual dir "
+      raise DataFormatError(path, f"no {job.name}{utd_mhad.FILE_SUFFIXES['rgb']} in the manual dir "
                             "(use the skeleton_depth config without RGB)")
     example = stored_features(config, path, job.paths["depth"],
                               job.paths["rgb"] if config["include_rgb"] else None)
