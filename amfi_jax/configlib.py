@@ -25,7 +25,10 @@ from amfi_jax.training.optim import SCHEDULES
 from amfi_jax.workdir import STAGES, STREAM_STAGES
 
 
-RGB_STREAM_CHANNELS = {"rgb": 3, "depth": 1}
+# The channels each clip modality can feed: depth has one, or two with the arms crop of the
+# `body_arms` UTD-MHAD builds (`clips.DEPTH_VIEWS`); the dataset must store as many
+# (`training.loop` checks it against the built dataset).
+RGB_STREAM_CHANNELS = {"rgb": (3,), "depth": (1, 2)}
 
 
 def model_config() -> ml_collections.ConfigDict:
@@ -572,7 +575,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.model.num_classes must be an integer ≥ 2, got {m.num_classes!r}")
   check("model.dtype", m.dtype, ("float32", "bfloat16"))
   check("model.rgb.input_normalization", m.rgb.input_normalization, INPUT_NORMALIZATIONS)
-  check("model.rgb.in_channels", m.rgb.in_channels, (1, 3))
+  check("model.rgb.in_channels", m.rgb.in_channels, (1, 2, 3))
   check("model.skeleton.in_channels", m.skeleton.in_channels,
         tuple(SKELETON_STREAM_CHANNELS.values()))
   try:
@@ -636,10 +639,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"config.model.skeleton.in_channels={m.skeleton.in_channels} (the `bones` and `motion` "
         "variants set both)")
   channels = RGB_STREAM_CHANNELS[d.rgb_modality]
-  if m.rgb.in_channels != channels:
+  if m.rgb.in_channels not in channels:
     raise ConfigError(
-        f"config.data.rgb_modality={d.rgb_modality!r} feeds {channels} channel(s) but "
-        f"config.model.rgb.in_channels={m.rgb.in_channels}")
+        f"config.data.rgb_modality={d.rgb_modality!r} feeds {' or '.join(map(str, channels))} "
+        f"channel(s) but config.model.rgb.in_channels={m.rgb.in_channels}")
   if not config.data.dataset:
     datasets.check_embedded(config.data)
     if m.num_classes != config.data.embedded.num_classes:

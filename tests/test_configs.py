@@ -17,6 +17,7 @@ from amfi_jax import configlib
 from amfi_jax.data import datasets
 from amfi_jax.data.builders import ntu_rgbd_builder, pose_pickle_builder, utd_mhad_builder
 from amfi_jax.data.generator import synthetic
+from amfi_jax.data.preprocessing import clips
 from amfi_jax.models import build_model
 from amfi_jax.training.stages import make_stage
 
@@ -48,10 +49,13 @@ def _input_shapes(config) -> dict[str, tuple[int, ...]]:
   """One example's input shapes as the configured dataset stores them."""
   d, m = config.data, config.model
   channels = configlib.SKELETON_STREAM_CHANNELS[d.skeleton_stream]
+  rgb_channels = configlib.RGB_STREAM_CHANNELS[d.rgb_modality][0]
   if d.dataset.startswith("utd_mhad"):
     configs = {c.name: c for c in utd_mhad_builder.UtdMhad.BUILDER_CONFIGS}
     built = configs[d.dataset.split("/")[1]]
     k, s, t, v = built.clip_length, built.image_size, built.max_frames, 20
+    if d.rgb_modality == "depth":
+      rgb_channels = clips.DEPTH_VIEW_CHANNELS[built.depth_views]
   elif d.dataset.startswith("ntu_rgbd"):
     configs = {c.name: c for c in ntu_rgbd_builder.NtuRgbd.BUILDER_CONFIGS}
     built = configs[d.dataset.split("/")[1]]
@@ -65,7 +69,6 @@ def _input_shapes(config) -> dict[str, tuple[int, ...]]:
     e = d.embedded
     k, s, t, v = e.clip_length, e.image_size, e.max_frames, 25
   t = d.skeleton_frames or t  # resampled when read
-  rgb_channels = configlib.RGB_STREAM_CHANNELS[d.rgb_modality]
   return {d.rgb_modality: (k, s, s, rgb_channels),
           "skeleton": (channels, t, v, m.skeleton.num_persons)}
 

@@ -18,6 +18,7 @@ from amfi_jax import distributed
 from amfi_jax.data import pipeline
 from amfi_jax.data.builders import ntu_rgbd_builder
 from amfi_jax.data.generator import synthetic
+from amfi_jax.data.preprocessing import samples
 from amfi_jax.data.readers import ntu
 from amfi_jax.errors import ConfigError, MissingFileError
 
@@ -34,6 +35,15 @@ class Dataset:
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
+
+  def clip_channels(self, modality: str) -> int | None:
+    """The channels the dataset stores for clip modality `modality` ('rgb' or 'depth'), None
+    when it stores no such clips."""
+    features = self.builder.info.features
+    for key in samples.FEATURES[modality]:
+      if key in features:
+        return features[key].shape[-1]
+    return None
 
   def source(self, split: str):
     return pipeline.open_source(self.builder, split)

@@ -8,7 +8,7 @@ exactly once, the last global batch padded, with a boolean `mask`.
 A batch is a dict of numpy arrays, per process:
   'rgb'      uint8   (B, K, S, S, 3)   NOT normalised: that happens on the device, so the host
                                        ships 4x fewer bytes than float32
-  'depth'    float32 (B, K, S, S, 1)   in [0, 1] as stored (UTD-MHAD)
+  'depth'    float32 (B, K, S, S, C)   in [0, 1] as stored (UTD-MHAD; C = 2 with the arms crop)
   'skeleton' float32 (B, C, T, V, M)   C = 3 ('joint'), 6 ('joint_bone': joints, then bones)
                                        or 12 ('joint_bone_motion': and their motions)
   'label'    int32   (B,)

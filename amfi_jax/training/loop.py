@@ -25,7 +25,6 @@ from jax.experimental import multihost_utils
 from amfi_jax import configlib, distributed, parallel, weights
 from amfi_jax import workdir as workdir_lib
 from amfi_jax.data import datasets, pipeline
-from amfi_jax.errors import ConfigError
 from amfi_jax.evaluation import reports
 from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.monitoring.writers import MetricWriter, parameter_overview
@@ -107,9 +106,7 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False,
   stage_setup.check_stream_sources(config, run)
   os.makedirs(run.path, exist_ok=True)
   dataset = datasets.prepare(config.data, run.data)
-  if dataset.num_classes != config.model.num_classes:
-    raise ConfigError(f"config.model.num_classes={config.model.num_classes} but the dataset has "
-                      f"{dataset.num_classes} classes")
+  stage_setup.check_dataset_fits(config, dataset)
   logging.info("Mesh %s over %d devices (%d processes)", dict(mesh.shape), jax.device_count(),
                jax.process_count())
   if jax.process_index() == 0:

@@ -70,6 +70,19 @@ def augmentation(config, name: str) -> dict:
           "skeleton_augment_kwargs": kwargs}
 
 
+def check_dataset_fits(config, dataset: datasets.Dataset) -> None:
+  """The model takes what the dataset stores: its classes and its clips' channels (a depth build
+  with the arms crop stores two)."""
+  if dataset.num_classes != config.model.num_classes:
+    raise ConfigError(f"config.model.num_classes={config.model.num_classes} but the dataset has "
+                      f"{dataset.num_classes} classes")
+  stored = dataset.clip_channels(config.data.rgb_modality)
+  if stored is not None and stored != config.model.rgb.in_channels:
+    raise ConfigError(f"config.model.rgb.in_channels={config.model.rgb.in_channels} but "
+                      f"config.data.dataset={config.data.dataset!r} stores {stored}-channel "
+                      f"{config.data.rgb_modality} clips")
+
+
 def check_batch(batch_size: int, mesh: Mesh, field: str) -> None:
   data = mesh.shape["data"]
   if batch_size % data or batch_size % jax.process_count():

@@ -260,6 +260,20 @@ def test_utd_mhad_config_depth_values():
   assert named["skeleton_depth_k48_s48_spread"].data_fields()["depth_frames"] == "spread"
   with pytest.raises(ValueError, match=r"depth_frames must be one of .*got 'max'"):
     utd_mhad_builder.UtdMhadConfig(name="x", depth_frames="max")
+  arms = named["skeleton_depth_k48_s48_spread_arms"]
+  assert arms.data_fields() == {**named["skeleton_depth_k48_s48_spread"].data_fields(),
+                                "depth_views": "body_arms"}
+  assert named["skeleton_depth_k48_s48_spread"].depth_views == "body"
+  with pytest.raises(ValueError, match=r"depth_views must be one of .*got 'hands'"):
+    utd_mhad_builder.UtdMhadConfig(name="x", depth_views="hands")
+
+
+def test_utd_mhad_arms_build_stores_two_depth_channels(tmp_path):
+  builder = utd_mhad_builder.UtdMhad(config="skeleton_depth_k48_s48_spread_arms",
+                                     data_dir=str(tmp_path))
+  assert builder.info.features["depth"].shape == (48, 48, 48, 2)
+  plain = utd_mhad_builder.UtdMhad(config="skeleton_depth_k48_s48_spread", data_dir=str(tmp_path))
+  assert plain.info.features["depth"].shape == (48, 48, 48, 1)
 
 
 def test_utd_mhad_builder_on_two_actions(tmp_path):

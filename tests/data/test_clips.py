@@ -276,6 +276,72 @@ def test_offset_depth_moves_the_foreground_only_and_keeps_it_apart_from_the_back
     offset_depth(clip, np.random.default_rng(0), 1.0)
 
 
+# --- the arms crop (UTD-MHAD depth_views="body_arms") ----------------------------------------
+
+def _joints_at(pixels: np.ndarray, z: float = 2.5) -> np.ndarray:
+  """(N, 2) (column, row) depth-map pixels -> camera-space joints at depth z that project there."""
+  p = clips_module.UTD_DEPTH_PROJECTION
+  x = (pixels[:, 0] - p["cx"]) * z / p["f"]
+  y = (p["cy"] - pixels[:, 1]) * z / p["f"]
+  return np.stack([x, y, np.full(len(pixels), z)], -1)
+
+
+def test_project_utd_joints_inverts_the_pinhole_model():
+  pixels = np.array([[10.0, 20.0], [160.0, 120.0], [300.0, 230.0]])
+  np.testing.assert_allclose(clips_module.project_utd_joints(_joints_at(pixels, 2.9)), pixels,
+                             atol=1e-9)
+  assert np.isnan(clips_module.project_utd_joints(np.array([0.1, 0.2, 0.0]))).all()
+
+
+def test_arms_box_frames_the_arm_joints_path_with_margin():
+  xyz = np.zeros((2, 20, 3))
+  xyz[..., 2] = 2.5
+  # Arm joints span columns 100..140 and rows 50..80 over the two frames; the legs (12-19) lie
+  # far outside and must not count.
+  arm_pixels = np.full((2, 20, 2), [120.0, 60.0])
+  arm_pixels[0, 11] = [100.0, 50.0]  # right hand, frame 0
+  arm_pixels[1, 7] = [140.0, 80.0]  # left hand, frame 1
+  arm_pixels[:, 12:] = [5.0, 235.0]
+  xyz = _joints_at(arm_pixels.reshape(-1, 2)).reshape(2, 20, 3)
+  top, left, side = clips_module.arms_box(xyz, (240, 320))
+  assert side == round(40 * (1 + 2 * clips_module.ARMS_MARGIN))  # the longer side, 40 px
+  assert (top, left) == (round(65 - side / 2), round(120 - side / 2))  # centred on the path
+  # Near the border the square is shifted inside the frame; a joint without depth is ignored.
+  corner = _joints_at(np.array([[2.0, 3.0], [30.0, 33.0]]))
+  xyz_corner = np.broadcast_to(corner[0], (2, 20, 3)).copy()
+  xyz_corner[1, 4] = corner[1]
+  xyz_corner[1, 5] = [5.0, 5.0, 0.0]
+  top, left, side = clips_module.arms_box(xyz_corner, (240, 320))
+  assert (top, left) == (0, 0) and side == round(30 * (1 + 2 * clips_module.ARMS_MARGIN))
+  assert clips_module.arms_box(np.zeros((3, 20, 3)), (240, 320)) is None
+  with pytest.raises(ValueError, match=r"expected \(T, 20, 3\) UTD-MHAD joints"):
+    clips_module.arms_box(np.zeros((3, 25, 3)), (240, 320))
+
+
+def test_crop_depth_views_stacks_the_body_and_the_arms_crop():
+  depth = np.zeros((3, 240, 320), np.uint16)
+  depth[:, 40:220, 140:180] = 2500  # the body
+  depth[:, 60:80, 180:220] = 2200  # an arm held out
+  shoulder, hand = _joints_at(np.array([[150.0, 60.0], [215.0, 75.0]]))
+  xyz = np.broadcast_to(shoulder, (3, 20, 3)).copy()
+  xyz[:, 11] = hand  # the right hand at the arm's end
+  out = clips_module.crop_depth_views(depth, xyz, 24, views="body_arms")
+  assert out.shape == (3, 24, 24, 2) and out.dtype == np.float32
+  np.testing.assert_array_equal(out[..., :1], depth_crop(depth, 24))
+  box = clips_module.arms_box(xyz, (240, 320))
+  np.testing.assert_array_equal(out[..., 1:], depth_crop(depth, 24, box=box))
+  assert box[2] < 180 / 2  # the arms crop sees its region at over twice the body crop's scale
+  np.testing.assert_array_equal(clips_module.crop_depth_views(depth, xyz, 24),
+                                depth_crop(depth, 24))  # `body`: the one channel
+  # Without joints in view the second channel repeats the body crop instead of failing.
+  blind = clips_module.crop_depth_views(depth, np.zeros_like(xyz), 24, views="body_arms")
+  np.testing.assert_array_equal(blind[..., 1:], blind[..., :1])
+  with pytest.raises(ValueError, match=r"depth views must be one of .*got 'hands'"):
+    clips_module.crop_depth_views(depth, xyz, 24, views="hands")
+  with pytest.raises(ValueError, match=r"crop box \(230, 0, 20\) does not lie inside 240x320"):
+    depth_crop(depth, 24, box=(230, 0, 20))
+
+
 # --- augment_clip -------------------------------------------------------------------------------
 
 def _clip(seed=0, k=4, side=16, channels=3):

@@ -272,3 +272,35 @@ def test_read_utd_sample_rejects_unknown_depth_frames():
     samples.read_utd_sample(str(_folder("Skeleton") / "a1_s1_t1_skeleton.mat"),
                             str(_folder("Depth") / "a1_s1_t1_depth.mat"), max_frames=128,
                             clip_length=8, image_size=32, depth_frames="max")
+
+
+def test_read_utd_sample_body_arms_views_real():
+  from amfi_jax.data.preprocessing import clips, samples
+  skeleton_path = str(_folder("Skeleton") / "a9_s1_t1_skeleton.mat")  # draw circle clockwise
+  depth_path = str(_folder("Depth") / "a9_s1_t1_depth.mat")
+  common = dict(max_frames=128, clip_length=16, image_size=32, depth_frames="spread")
+  body = samples.read_utd_sample(skeleton_path, depth_path, **common)
+  both = samples.read_utd_sample(skeleton_path, depth_path, depth_views="body_arms", **common)
+  assert both["depth"].shape == (16, 32, 32, 2)
+  np.testing.assert_array_equal(both["depth"][..., :1], body["depth"])
+  np.testing.assert_array_equal(both["skeleton"], body["skeleton"])
+  # The arms crop is a smaller square of the same frames, around the arms' projected path.
+  box = clips.arms_box(read_skeleton_mat(skeleton_path), (240, 320))
+  assert 40 < box[2] < clips.body_box(read_depth_mat(depth_path))[2]
+  assert both["depth"][..., 1].any()
+
+
+def test_read_utd_sample_body_arms_needs_one_recording(tmp_path):
+  from amfi_jax.data.preprocessing import samples
+  skeleton = scipy.io.loadmat(_folder("Skeleton") / "a9_s1_t1_skeleton.mat")["d_skel"]
+  short = tmp_path / "a9_s1_t1_skeleton.mat"
+  scipy.io.savemat(short, {"d_skel": skeleton[..., :-3]})
+  depth_path = str(_folder("Depth") / "a9_s1_t1_depth.mat")
+  common = dict(max_frames=128, clip_length=16, image_size=32, depth_frames="spread")
+  with pytest.raises(DataFormatError, match=r"a9_s1_t1_depth.mat.*\b(\d+) depth frames but "
+                     r"\d+ skeleton frames in .*a9_s1_t1_skeleton.mat"):
+    samples.read_utd_sample(str(short), depth_path, depth_views="body_arms", **common)
+  # The body crop alone does not use the joints, so it reads the pair as before.
+  assert samples.read_utd_sample(str(short), depth_path, **common)["depth"].shape[-1] == 1
+  with pytest.raises(ValueError, match=r"depth_views must be one of .*got 'arms'"):
+    samples.read_utd_sample(str(short), depth_path, depth_views="arms", **common)

@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import shutil
+import types
 
 import numpy as np
 import pytest
@@ -298,3 +299,21 @@ def test_ablations_retrain_the_fusion_head_per_variant(trained_workdir, monkeypa
   assert "| 3 | max |" in table and "± 0.00" in table
   with pytest.raises(ValueError, match="has not finished"):
     ablations.check_runs([RunDir(os.path.join(workdir, "missing"))])
+
+
+def test_a_depth_model_must_take_the_stored_channels():
+  from amfi_jax.training import setup as stage_setup
+  config = configlib.make_config(("skeleton", "rgb", "fusion"), None, (), always=("utd_mhad",))
+  config.data.dataset = "utd_mhad/skeleton_depth_k48_s48_spread_arms"
+  arms_build = types.SimpleNamespace(num_classes=27, clip_channels={"depth": 2}.get)
+  with pytest.raises(ValueError, match=r"config.model.rgb.in_channels=1 but config.data.dataset="
+                                       r"'utd_mhad/skeleton_depth_k48_s48_spread_arms' stores "
+                                       r"2-channel depth clips"):
+    stage_setup.check_dataset_fits(config, arms_build)
+  config.model.rgb.in_channels = 2
+  configlib.validate(config)
+  stage_setup.check_dataset_fits(config, arms_build)
+  config.model.rgb.in_channels = 3
+  with pytest.raises(ValueError, match=r"rgb_modality='depth' feeds 1 or 2 channel\(s\) but "
+                                       r"config.model.rgb.in_channels=3"):
+    configlib.validate(config)

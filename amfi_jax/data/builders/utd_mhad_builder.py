@@ -17,7 +17,7 @@ generalisation to a new person exactly as the test split does), `test` = subject
 The paper's protocol trains on `train+validation`. The real release has 861 sequences:
 431 train+validation (323 + 108) and 430 test.
 
-Depth is stored as float32 (K, S, S, 1) in [0, 1], exactly `depth_crop`'s output (millimetres
+Depth is stored as float32 (K, S, S, C) in [0, 1], exactly `crop_depth_views`'s output (millimetres
 / 4095). uint8 was considered and rejected: on that fixed scale one step is 16 mm, and a performer
 spans only a few dozen steps of depth, so quantisation would erase most of the body's relief.
 The cost is 800 KB a sample at 16x112x112 (about 0.7 GB for the whole release).
@@ -52,6 +52,8 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
     include_rgb: store `rgb` from the `_color.avi` videos (absent from the skeleton+depth copy).
     depth_values: `absolute` or `relative` (`clips.depth_crop`).
     depth_frames: `sample`, `spread` or `segment_mean` (`clips.DEPTH_FRAMES`).
+    depth_views: `body` (one channel) or `body_arms` (two: the body and the arms' path,
+      `clips.crop_depth_views`).
     validation_subjects: training subjects held out as `validation`; () = none.
     error_policy: 'raise' or 'skip' (as for NTU: skipped samples are listed in the metadata).
     num_workers: processes reading samples in parallel (0 = all CPUs). Does not change the data.
@@ -63,6 +65,7 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
   include_rgb: bool = False
   depth_values: str = "absolute"
   depth_frames: str = "sample"
+  depth_views: str = "body"
   validation_subjects: tuple[int, ...] = (7,)
   error_policy: str = "raise"
   num_workers: int = 0
@@ -77,6 +80,9 @@ class UtdMhadConfig(tfds.core.BuilderConfig):
     if self.depth_frames not in clips.DEPTH_FRAMES:
       raise ValueError(f"depth_frames must be one of {clips.DEPTH_FRAMES}, "
                        f"got {self.depth_frames!r}")
+    if self.depth_views not in clips.DEPTH_VIEWS:
+      raise ValueError(f"depth_views must be one of {clips.DEPTH_VIEWS}, "
+                       f"got {self.depth_views!r}")
     self.validation_subjects = tuple(int(s) for s in self.validation_subjects)
     bad = set(self.validation_subjects) - set(utd_mhad.TRAIN_SUBJECTS)
     if bad:
@@ -123,6 +129,10 @@ _K48_S48_SPREAD = UtdMhadConfig(
     name="skeleton_depth_k48_s48_spread", clip_length=48, image_size=48, depth_frames="spread",
     description="Skeleton and 48 depth frames spread over the whole sequence, 48x48: a store "
                 "to draw 16-frame clips from (config.data.clip_frames=16).")
+_K48_S48_SPREAD_ARMS = dataclasses.replace(
+    _K48_S48_SPREAD, name="skeleton_depth_k48_s48_spread_arms", depth_views="body_arms",
+    description="skeleton_depth_k48_s48_spread with a second depth channel, the crop around the "
+                "arms' path (config.model.rgb.in_channels=2).")
 
 
 class UtdMhad(tfds.core.GeneratorBasedBuilder):
@@ -141,6 +151,8 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
       _with_subject_5_held_out(_K16_S48),
       _K48_S48_SPREAD,
       _with_subject_5_held_out(_K48_S48_SPREAD),
+      _K48_S48_SPREAD_ARMS,
+      _with_subject_5_held_out(_K48_S48_SPREAD_ARMS),
       UtdMhadConfig(name="skeleton_depth_k32_s48", clip_length=32, image_size=48,
                     description="Skeleton and 32-frame 48x48 depth clips."),
       UtdMhadConfig(name="skeleton_depth_k16_s32", clip_length=16, image_size=32,
@@ -172,10 +184,11 @@ class UtdMhad(tfds.core.GeneratorBasedBuilder):
 
     config: UtdMhadConfig = self.builder_config
     k, s = config.clip_length, config.image_size
+    depth_channels = clips.DEPTH_VIEW_CHANNELS[config.depth_views]
     features = {
         "skeleton": tfds.features.Tensor(shape=(3, config.max_frames, utd_mhad.NUM_JOINTS, 1),
                                          dtype=np.float32, encoding=tfds.features.Encoding.BYTES),
-        "depth": tfds.features.Tensor(shape=(k, s, s, 1), dtype=np.float32,
+        "depth": tfds.features.Tensor(shape=(k, s, s, depth_channels), dtype=np.float32,
                                       encoding=tfds.features.Encoding.BYTES),
         "label": tfds.features.ClassLabel(names=utd_mhad.UTD_MHAD_CLASS_NAMES),
         "sample_name": tfds.features.Text(),
@@ -305,7 +318,8 @@ def stored_features(fields: dict[str, Any], skeleton_path: str, depth_path: str 
   return samples.read_utd_sample(
       skeleton_path, depth_path, max_frames=fields["max_frames"],
       clip_length=fields["clip_length"], image_size=fields["image_size"], rgb_path=rgb_path,
-      depth_values=fields["depth_values"], depth_frames=fields["depth_frames"])
+      depth_values=fields["depth_values"], depth_frames=fields["depth_frames"],
+      depth_views=fields["depth_views"])
 
 
 def _load_example(job: _Job) -> tuple[str, str, Any]:

@@ -29,6 +29,23 @@ RELATIVE_FLOOR = 0.1
 # what a store for `select_clip_frames` needs), or `segment_mean`, the mean of all frames of its
 # K-th of the sequence (`segment_means`), which keeps the path a moving hand took.
 DEPTH_FRAMES = ("sample", "spread", "segment_mean")
+# What a UTD-MHAD depth clip's channels show: `body`, the performer's bounding box (one channel),
+# or `body_arms`, that and a second crop around the arms' path (`arms_box`), the region where
+# most of the dataset's 27 actions differ (circles, triangles, waves, throws), at about twice
+# the body crop's resolution there.
+DEPTH_VIEWS = ("body", "body_arms")
+DEPTH_VIEW_CHANNELS = {"body": 1, "body_arms": 2}
+# Kinect v1 camera-space joints (metres) -> pixels of UTD-MHAD's 320x240 depth maps:
+# u = cx + f·x/z, v = cy - f·y/z. Fitted on every 20th sequence of the release (44): 90.6 % of the
+# joints land on a pixel whose depth is within 15 cm of the joint's (the sensor's nominal focal
+# length at 640x480 halved, 285.6, with the best centre, 160 / 116: 90.0 %).
+UTD_DEPTH_PROJECTION = {"f": 265.0, "cx": 158.0, "cy": 118.0}
+# The joints whose path the arms crop frames (0-based, graphs.UTD_MHAD): head, shoulder centre,
+# and both shoulders, elbows, wrists and hands.
+UTD_ARM_JOINTS = (0, 1, 4, 5, 6, 7, 8, 9, 10, 11)
+# Margin around the arms' path, a fraction of its longer side on each side: a hand joint marks
+# the hand's centre, and the crop should hold the whole hand.
+ARMS_MARGIN = 0.1
 
 
 def crop_box(color_xy: np.ndarray, frame_hw: tuple[int, int], crop_size: int = CROP_SIZE,
@@ -68,9 +85,17 @@ def crop_box(color_xy: np.ndarray, frame_hw: tuple[int, int], crop_size: int = C
     cy = 0.5 * (y.min() + y.max()) * scale_y
   else:
     cx, cy = width / 2, height / 2
-  top = int(np.clip(round(cy - size / 2), 0, height - size))
-  left = int(np.clip(round(cx - size / 2), 0, width - size))
-  return top, left, size
+  return _square_inside(cx, cy, size, (height, width))
+
+
+def _square_inside(cx: float, cy: float, side: int, frame_hw: tuple[int, int]
+                   ) -> tuple[int, int, int]:
+  """(top, left, side) of the side x side square centred on (cx, cy), shifted to lie inside the
+  frame (side must fit it)."""
+  height, width = frame_hw
+  top = int(np.clip(round(cy - side / 2), 0, height - side))
+  left = int(np.clip(round(cx - side / 2), 0, width - side))
+  return top, left, side
 
 
 def crop_and_resize(frames: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
@@ -122,13 +147,68 @@ def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
   return m
 
 
-def depth_crop(depth: np.ndarray, size: int, values: str = "absolute") -> np.ndarray:
-  """Body-centred square crop of a UTD-MHAD depth clip, resized and scaled to [0, 1].
+def project_utd_joints(xyz: np.ndarray) -> np.ndarray:
+  """(..., 3) UTD-MHAD camera-space joints (metres) -> (..., 2) (column, row) pixels of the
+  320x240 depth maps (`UTD_DEPTH_PROJECTION`); joints at z <= 0 (none in the release) give NaN."""
+  xyz = np.asarray(xyz, np.float64)
+  p = UTD_DEPTH_PROJECTION
+  with np.errstate(divide="ignore", invalid="ignore"):
+    z = np.where(xyz[..., 2] > 0, xyz[..., 2], np.nan)
+    return np.stack([p["cx"] + p["f"] * xyz[..., 0] / z, p["cy"] - p["f"] * xyz[..., 1] / z], -1)
+
+
+def arms_box(xyz: np.ndarray, frame_hw: tuple[int, int], margin: float = ARMS_MARGIN
+             ) -> tuple[int, int, int] | None:
+  """The square (top, left, side) around the path of the head, shoulders and arms
+  (`UTD_ARM_JOINTS`) over a whole UTD-MHAD sequence, in depth-map pixels: the bounding box of the
+  projected joints of every frame, `margin` of its longer side added on each side, shifted (or
+  shrunk) to lie inside the frame. None when no joint projects to a finite pixel.
+
+  Args:
+    xyz: (T, 20, 3) joints, `utd_mhad.read_skeleton_mat`.
+    frame_hw: (height, width) of the depth maps.
+  """
+  if xyz.ndim != 3 or xyz.shape[1:] != (20, 3):
+    raise ValueError(f"expected (T, 20, 3) UTD-MHAD joints, got shape {xyz.shape}")
+  uv = project_utd_joints(xyz[:, UTD_ARM_JOINTS]).reshape(-1, 2)
+  uv = uv[np.isfinite(uv).all(axis=1)]
+  if not len(uv):
+    return None
+  height, width = frame_hw
+  lo, hi = uv.min(axis=0), uv.max(axis=0)
+  side = (hi - lo).max() * (1 + 2 * margin)
+  side = int(np.clip(round(side), 1, min(height, width)))
+  cx, cy = (lo + hi) / 2
+  return _square_inside(cx, cy, side, (height, width))
+
+
+def body_box(depth: np.ndarray) -> tuple[int, int, int]:
+  """The square (top, left, side) around the performer over a whole UTD-MHAD depth clip (T, H, W).
 
   UTD-MHAD depth maps have the background removed (zero), so the performer is the bounding box
   of the non-zero pixels over the whole clip. The square has the box's longer side, is centred on
-  it and shifted (or shrunk) to stay inside the frame; it is then area-resized. A clip without
-  foreground uses the central square.
+  it and shifted (or shrunk) to stay inside the frame. A clip without foreground gives the
+  central square.
+  """
+  _, height, width = depth.shape
+  foreground = depth > 0
+  rows = np.flatnonzero(foreground.any(axis=(0, 2)))
+  cols = np.flatnonzero(foreground.any(axis=(0, 1)))
+  if len(rows):
+    side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
+    cy, cx = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
+  else:
+    side, cy, cx = min(height, width), height / 2, width / 2
+  side = int(min(side, height, width))
+  return _square_inside(cx, cy, side, (height, width))
+
+
+def depth_crop(depth: np.ndarray, size: int, values: str = "absolute",
+               box: tuple[int, int, int] | None = None) -> np.ndarray:
+  """A square crop of a UTD-MHAD depth clip, resized and scaled to [0, 1].
+
+  The square is `box` (top, left, side) or, without one, the performer's (`body_box`); it is
+  area-resized (linearly enlarged when smaller than `size`).
 
   Values (before the resize; background pixels stay 0):
     absolute: millimetres / DEPTH_SCALE (fixed, see there), clipped to [0, 1]. The performer
@@ -141,6 +221,7 @@ def depth_crop(depth: np.ndarray, size: int, values: str = "absolute") -> np.nda
     depth: uint16 (T, H, W), millimetres.
     size: output side.
     values: one of DEPTH_VALUES.
+    box: the square to crop, inside the frame.
 
   Returns:
     float32 (T, size, size, 1).
@@ -150,17 +231,9 @@ def depth_crop(depth: np.ndarray, size: int, values: str = "absolute") -> np.nda
   if values not in DEPTH_VALUES:
     raise ValueError(f"depth values must be one of {DEPTH_VALUES}, got {values!r}")
   _, height, width = depth.shape
-  foreground = depth > 0
-  rows = np.flatnonzero(foreground.any(axis=(0, 2)))
-  cols = np.flatnonzero(foreground.any(axis=(0, 1)))
-  if len(rows):
-    side = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)
-    cy, cx = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
-  else:
-    side, cy, cx = min(height, width), height / 2, width / 2
-  side = int(min(side, height, width))
-  top = int(np.clip(round(cy - side / 2), 0, height - side))
-  left = int(np.clip(round(cx - side / 2), 0, width - side))
+  top, left, side = body_box(depth) if box is None else box
+  if not (0 <= top and 0 <= left and side > 0 and top + side <= height and left + side <= width):
+    raise ValueError(f"crop box {box} does not lie inside {height}x{width} frames")
   crop = depth[:, top:top + side, left:left + side].astype(np.float32)
   if values == "absolute":
     crop = np.clip(crop / np.float32(DEPTH_SCALE), 0.0, 1.0)
@@ -174,6 +247,21 @@ def depth_crop(depth: np.ndarray, size: int, values: str = "absolute") -> np.nda
   rows_t = cols.transpose(0, 2, 1).reshape(num_frames * size, side) @ weights.T
   resized = rows_t.reshape(num_frames, size, size).transpose(0, 2, 1)
   return np.clip(resized, 0.0, 1.0)[..., None].astype(np.float32)
+
+
+def crop_depth_views(depth: np.ndarray, xyz: np.ndarray, size: int, values: str = "absolute",
+                views: str = "body") -> np.ndarray:
+  """A UTD-MHAD depth clip as `views` says (DEPTH_VIEWS): float32 (T, size, size, C), channel 0
+  the body crop, for `body_arms` channel 1 the arms crop (`arms_box` of the sequence's joints
+  `xyz`; the body crop again if no joint projects into the frame)."""
+  if views not in DEPTH_VIEWS:
+    raise ValueError(f"depth views must be one of {DEPTH_VIEWS}, got {views!r}")
+  body = depth_crop(depth, size, values)
+  if views == "body":
+    return body
+  box = arms_box(xyz, depth.shape[1:])
+  arms = body if box is None else depth_crop(depth, size, values, box)
+  return np.concatenate([body, arms], axis=-1)
 
 
 def spread_frame_indices(num_frames: int, k: int) -> np.ndarray:

@@ -81,13 +81,16 @@ def ntu_skeleton_features(seq: ntu_skeleton.SkeletonSequence, max_frames: int
 
 def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: int,
                     clip_length: int, image_size: int, rgb_path: str | None = None,
-                    depth_values: str = "absolute", depth_frames: str = "sample"
-                    ) -> dict[str, np.ndarray]:
+                    depth_values: str = "absolute", depth_frames: str = "sample",
+                    depth_views: str = "body") -> dict[str, np.ndarray]:
   """The stored features of a UTD-MHAD sample: `skeleton` (3, T, 20, 1), `frame_count`, with a
-  depth file `depth` (K, S, S, 1) in [0, 1] and `depth_frame_count`, with a colour video `rgb`
-  (K, S, S, 3) uint8 and `video_frame_count`."""
+  depth file `depth` (K, S, S, C) in [0, 1] (C = 1, or 2 for `depth_views="body_arms"`:
+  `clips.crop_depth_views`) and `depth_frame_count`, with a colour video `rgb` (K, S, S, 3) uint8
+  and `video_frame_count`."""
   if depth_frames not in clips.DEPTH_FRAMES:
     raise ValueError(f"depth_frames must be one of {clips.DEPTH_FRAMES}, got {depth_frames!r}")
+  if depth_views not in clips.DEPTH_VIEWS:
+    raise ValueError(f"depth_views must be one of {clips.DEPTH_VIEWS}, got {depth_views!r}")
   xyz = utd_mhad.read_skeleton_mat(skeleton_path)
   if xyz.shape[0] > max_frames:
     raise DataFormatError(skeleton_path, f"{xyz.shape[0]} frames exceed max_frames={max_frames}")
@@ -95,7 +98,11 @@ def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: i
          "frame_count": np.int32(xyz.shape[0])}
   if depth_path is not None:
     depth = utd_mhad.read_depth_mat(depth_path)
-    cropped = clips.depth_crop(depth, image_size, depth_values)
+    if depth_views != "body" and len(depth) != len(xyz):
+      # The arms crop is placed by the skeleton: both must be the same recording.
+      raise DataFormatError(depth_path, f"{len(depth)} depth frames but {len(xyz)} skeleton "
+                            f"frames in {skeleton_path}")
+    cropped = clips.crop_depth_views(depth, xyz, image_size, depth_values, depth_views)
     if depth_frames == "segment_mean":
       frames = clips.segment_means(cropped, clip_length)
     elif depth_frames == "spread":
@@ -157,7 +164,7 @@ def model_input(features: Mapping[str, Any], modalities: Sequence[str], skeleton
                 graph: graphs.SkeletonGraph | None = None, skeleton_frames: int = 0,
                 clip_frames: int = 0, clip_views: int = 1) -> dict[str, np.ndarray]:
   """Stored features (a dataset record or `read_*_sample`'s output) → {modality: model input}:
-  `rgb` uint8 (K, S, S, 3), `depth` float32 (K, S, S, 1), `skeleton` float32 (C, T, V, M), T
+  `rgb` uint8 (K, S, S, 3), `depth` float32 (K, S, S, C), `skeleton` float32 (C, T, V, M), T
   resampled to `skeleton_frames` when > 0, K reduced to `clip_frames` when > 0 (the middle frame
   of each group, `clips.select_clip_frames`; training draws them at random instead), as
   `clip_views` such clips stacked on a first axis when > 1 (multi-view testing)."""
