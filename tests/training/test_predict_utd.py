@@ -163,3 +163,20 @@ def test_batch_predict_refuses_another_datasets_samples(utd_run, tmp_path):
   with pytest.raises(FlagError, match=r"holds both NTU \(.skeleton\) and UTD-MHAD "
                                       r"\(_skeleton.mat\) samples"):
     predict.predict_batch(str(tmp_path), str(tmp_path / "scores.jsonl"), workdir=workdir)
+
+
+def test_a_run_on_the_arms_build_reads_samples_with_both_depth_channels():
+  folder = shared_path("utd_mhad")
+  skeleton = os.path.join(folder, "Skeleton", "a9_s1_t1_skeleton.mat")
+  depth = os.path.join(folder, "Depth", "a9_s1_t1_depth.mat")
+  reading = {"rgb_modality": "depth", "skeleton_stream": "joint", "skeleton_frames": 32,
+             "clip_frames": 16}
+  inputs = {}
+  for name in ("skeleton_depth_k48_s48_spread", "skeleton_depth_k48_s48_spread_arms"):
+    reader = predict.sample_reader({"builder": "utd_mhad"},
+                                   {**reading, "dataset": f"utd_mhad/{name}"}, "run")
+    inputs[name] = reader.read(skeleton, depth)
+  body, arms = inputs["skeleton_depth_k48_s48_spread"], inputs["skeleton_depth_k48_s48_spread_arms"]
+  assert body["depth"].shape == (1, 16, 48, 48, 1) and arms["depth"].shape == (1, 16, 48, 48, 2)
+  np.testing.assert_array_equal(arms["depth"][..., :1], body["depth"])
+  np.testing.assert_array_equal(arms["skeleton"], body["skeleton"])
