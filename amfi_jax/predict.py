@@ -33,6 +33,8 @@ A skeleton stream, a sliding window at a time (`amfi_jax.streaming`):
 
   python -m amfi_jax.predict --stream --exported=skeleton.jaxexport|--workdir=DIR \
       --skeleton=FILE.skeleton|- [--fps=30] [--window=90] [--stride=15] [--top=5]
+
+(for a UTD-MHAD run, --skeleton=X_skeleton.mat, or - with one frame per line: 60 numbers.)
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from absl import flags
 from amfi_jax import cli, parallel, streaming, workdir as workdir_lib
 from amfi_jax.data.builders import pose_pickle_builder, utd_mhad_builder
 from amfi_jax.data.preprocessing import samples
+from amfi_jax.data.preprocessing.samples import DATASET_NTU, DATASET_UTD_MHAD
 from amfi_jax.data.readers import ntu, pose_pickle, utd_mhad
 from amfi_jax.errors import FlagError, MissingFileError, UserError
 from amfi_jax.evaluation.metrics import ranking
@@ -60,7 +63,6 @@ from amfi_jax.monitoring.progress import ProgressBar
 from amfi_jax.training import setup as stage_setup
 
 ERROR_POLICIES = ("skip", "raise")
-DATASET_NTU, DATASET_UTD_MHAD = "NTU", "UTD-MHAD"  # the raw samples predict reads
 SKELETON_SUFFIX = ".skeleton"
 VIDEO_SUFFIX = "_rgb.avi"  # NTU: S001C001P001R001A011.skeleton ↔ S001C001P001R001A011_rgb.avi
 # The file that defines a sample of each dataset predict reads (its video: `SampleReader`).
@@ -595,10 +597,8 @@ def stream_predictor(*, workdir: str | None, exported: str | None, top: int
   if workdir:
     choose_stage(models.run, models.config.stages, with_video=False)
   reader = models.reader
-  if reader.dataset != DATASET_NTU:
-    raise FlagError(f"--stream reads NTU skeleton frames (25 joints); {models.source} was "
-                    f"trained on {reader.dataset} samples")
-  preprocessing = {"max_frames": reader.sample_format["max_frames"],
+  preprocessing = {"dataset": reader.dataset,
+                   "max_frames": reader.sample_format["max_frames"],
                    "skeleton_stream": reader.skeleton_stream,
                    "skeleton_frames": reader.skeleton_frames}
   return streaming.Predictor(lambda batch: models.logits("skeleton", batch), models.class_names,
@@ -610,16 +610,22 @@ def _main_stream(args) -> None:
     raise FlagError("--stream reads one skeleton stream (--skeleton=FILE or - for standard "
                     "input); --inputs, --video and --output do not apply")
   if not args.skeleton:
-    raise FlagError("--stream needs --skeleton: a .skeleton file to replay, or - to read NTU "
-                    "frame blocks from standard input")
+    raise FlagError("--stream needs --skeleton: a .skeleton file (a UTD-MHAD run: a "
+                    "_skeleton.mat) to replay, or - to read frames from standard input")
   predictor = stream_predictor(workdir=args.workdir, exported=args.exported, top=args.top)
   window = streaming.check_flags(args.window, args.stride, args.fps, predictor.max_frames)
-  lines, has_header = streaming.open_lines(args.skeleton, sys.stdin)
-  predictor.warm_up()
+  from_stdin = args.skeleton == streaming.STDIN
+  source = "<stdin>" if from_stdin else args.skeleton
   # Standard input arrives as the producer writes it; a file is replayed at --fps.
-  fps = args.fps if has_header else 0.0
-  source = "<stdin>" if args.skeleton == streaming.STDIN else args.skeleton
-  frames = streaming.replay(lines, source, fps=fps, has_header=has_header)
+  fps = 0.0 if from_stdin else args.fps
+  if predictor.dataset == DATASET_UTD_MHAD:
+    parsed = streaming.utd_frames(args.skeleton, sys.stdin)
+    predictor.warm_up()
+    frames = streaming.timed(parsed, fps=fps)
+  else:
+    lines, has_header = streaming.open_lines(args.skeleton, sys.stdin)
+    predictor.warm_up()
+    frames = streaming.replay(lines, source, fps=fps, has_header=has_header)
   _, summary = streaming.run(
       frames, predictor, window=window, stride=args.stride, source=source, fps=args.fps,
       on_result=lambda result: print(streaming.format_result(result), flush=True))
@@ -677,7 +683,8 @@ def _define_flags():
                       "predict its sample --sample with a run trained on 2-D poses.")
   flags.DEFINE_string("sample", None, "With --pose_pickle: the sample's name (frame_dir).")
   flags.DEFINE_bool("stream", False, "Predict a sliding window of a skeleton stream: "
-                    "--skeleton=FILE (replayed at --fps) or - (NTU frame blocks on stdin).")
+                    "--skeleton=FILE (replayed at --fps) or - (NTU frame blocks, or UTD-MHAD "
+                    "lines of 60 numbers, on stdin).")
   flags.DEFINE_integer("window", None, "With --stream: frames per window (default "
                        f"{streaming.DEFAULT_WINDOW}, or the model's max_frames when fewer).")
   flags.DEFINE_integer("stride", streaming.DEFAULT_STRIDE, "With --stream: a window every "

@@ -4,6 +4,11 @@
       --skeleton=S001C001P001R001A011.skeleton [--fps=30] [--window=90] [--stride=15]
   PRODUCER | python -m amfi_jax.predict --stream --exported=skeleton.jaxexport --skeleton=-
 
+A model trained on UTD-MHAD reads its Kinect v1 frames: a `_skeleton.mat` file replayed at
+`--fps`, or from standard input one frame per line, the 20 joints' x y z (60 numbers, metres,
+the release's joint order) separated by spaces; each window is preprocessed as a `_skeleton.mat`
+of those frames would be (`skeletons.preprocess_utd_skeleton`).
+
 A `.skeleton` file is replayed at `--fps` (0: as fast as it can be read); `-` reads NTU frame
 blocks from standard input as a producer writes them: each block is one frame of the `.skeleton`
 format (its body-count line, then each body's line, joint-count line and 25 joint lines), with no
@@ -21,6 +26,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
@@ -28,8 +34,8 @@ from typing import TextIO
 import numpy as np
 
 from amfi_jax.data.errors import DataFormatError
-from amfi_jax.data.preprocessing import samples
-from amfi_jax.data.readers import ntu_skeleton
+from amfi_jax.data.preprocessing import samples, skeletons
+from amfi_jax.data.readers import ntu_skeleton, utd_mhad
 from amfi_jax.errors import FlagError
 from amfi_jax.evaluation import metrics
 
@@ -48,7 +54,8 @@ _LINES_PER_BODY = 2 + ntu_skeleton.NUM_JOINTS
 class Frame:
   """One parsed frame and when it arrived (`time.perf_counter()`)."""
   index: int
-  sequence: ntu_skeleton.SkeletonSequence  # one frame
+  # An NTU one-frame SkeletonSequence, or UTD-MHAD's (20, 3) joints.
+  data: ntu_skeleton.SkeletonSequence | np.ndarray
   arrival: float
 
 
@@ -181,16 +188,31 @@ def join_frames(frames: list[ntu_skeleton.SkeletonSequence], path: str
       joints=np.concatenate([padded(f.joints) for f in frames]))
 
 
+def join(frames: list, path: str):
+  """Consecutive frames as one sequence: NTU one-frame sequences as one (`join_frames`),
+  UTD-MHAD (20, 3) joints as (T, 20, 3)."""
+  if isinstance(frames[0], np.ndarray):
+    return np.stack(frames)
+  return join_frames(frames, path)
+
+
 def replay(lines: Iterable[str], source: str, *, fps: float, has_header: bool,
            clock: Callable[[], float] = time.perf_counter,
            sleep: Callable[[float], None] = time.sleep) -> Iterator[Frame]:
-  """Frames of `lines`; with `fps` > 0 frame i arrives at start + i / fps (a recording played
-  back in real time), otherwise when it has been read (a live producer, or as fast as possible).
-  """
-  start = clock()
+  """NTU frames of `lines` (`timed`)."""
   numbered = _numbered_frame_blocks(lines, source, has_header=has_header)
-  for index, (first_line, block) in enumerate(numbered):
-    sequence = parse_frame(block, source, index, first_line)
+  parsed = (parse_frame(block, source, index, first_line)
+            for index, (first_line, block) in enumerate(numbered))
+  return timed(parsed, fps=fps, clock=clock, sleep=sleep)
+
+
+def timed(parsed: Iterable, *, fps: float, clock: Callable[[], float] = time.perf_counter,
+          sleep: Callable[[float], None] = time.sleep) -> Iterator[Frame]:
+  """Parsed frames as they arrive: with `fps` > 0 frame i arrives at start + i / fps (a
+  recording played back in real time), otherwise when it has been read (a live producer, or as
+  fast as possible)."""
+  start = clock()
+  for index, data in enumerate(parsed):
     if fps > 0:
       due = start + index / fps
       wait = due - clock()
@@ -199,7 +221,46 @@ def replay(lines: Iterable[str], source: str, *, fps: float, has_header: bool,
       arrival = due
     else:
       arrival = clock()
-    yield Frame(index, sequence, arrival)
+    yield Frame(index, data, arrival)
+
+
+def utd_frames(source: str, stdin: TextIO) -> Iterator[np.ndarray]:
+  """UTD-MHAD frames, (20, 3) joints each: the frames of a `_skeleton.mat` file (read here, so
+  that a missing or malformed file is named before the model compiles), or standard input's
+  lines (`parse_utd_line`; blank lines are skipped)."""
+  if source != STDIN:
+    if not os.path.isfile(source):
+      raise FlagError(f"--skeleton={source}: no such file (a UTD-MHAD _skeleton.mat, or - for "
+                      "standard input)")
+    return iter(utd_mhad.read_skeleton_mat(source))
+  return (parse_utd_line(line, "<stdin>", number)
+          for number, line in enumerate(stdin, 1) if line.strip())
+
+
+def parse_utd_line(line: str, source: str, line_number: int) -> np.ndarray:
+  """One UTD-MHAD frame line, the 20 joints' x y z: (20, 3) float32; DataFormatError naming the
+  line otherwise."""
+  fields = line.split()
+  expected = 3 * utd_mhad.NUM_JOINTS
+  if len(fields) != expected:
+    raise DataFormatError(source, f"expected a frame's {expected} numbers (x y z of "
+                          f"{utd_mhad.NUM_JOINTS} joints), got {len(fields)}", line=line_number)
+  try:
+    values = np.array([float(f) for f in fields], np.float32)
+  except ValueError:
+    bad = next(f for f in fields if not _is_number(f))
+    raise DataFormatError(source, f"not a number: {bad[:40]!r}", line=line_number) from None
+  if not np.isfinite(values).all():
+    raise DataFormatError(source, "a joint coordinate is not finite", line=line_number)
+  return values.reshape(utd_mhad.NUM_JOINTS, 3)
+
+
+def _is_number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
 
 
 class Predictor:
@@ -207,21 +268,34 @@ class Predictor:
 
   `logits` maps a batch {"skeleton": (1, C, T, V, M)} to (1, classes) logits;
   `preprocessing` is the model's (an artifact's metadata or a run's sample format and data
-  settings): `max_frames`, `skeleton_stream`, `skeleton_frames`.
+  settings): `dataset` (`samples.DATASET_NTU` or `DATASET_UTD_MHAD`: which frames it reads),
+  `max_frames`,
+  `skeleton_stream`, `skeleton_frames`.
   """
 
   def __init__(self, logits: Callable[[dict[str, np.ndarray]], np.ndarray], class_names,
                preprocessing: dict, top: int = 5):
     self._logits = logits
     self.class_names = list(class_names)
+    self.dataset = preprocessing.get("dataset", samples.DATASET_NTU)
+    if self.dataset not in (samples.DATASET_NTU, samples.DATASET_UTD_MHAD):
+      raise ValueError(f"a stream carries {samples.DATASET_NTU} or {samples.DATASET_UTD_MHAD} "
+                       f"frames, got {self.dataset!r}")
     self.max_frames = int(preprocessing["max_frames"])
     self.skeleton_stream = preprocessing["skeleton_stream"]
     self.skeleton_frames = int(preprocessing.get("skeleton_frames", 0))
     self.top = top
 
-  def inputs(self, sequence: ntu_skeleton.SkeletonSequence) -> dict[str, np.ndarray]:
-    """The batch of one a `.skeleton` file of these frames gives (`predict.SampleReader.read`)."""
-    features = samples.ntu_skeleton_features(sequence, self.max_frames)
+  def inputs(self, sequence) -> dict[str, np.ndarray]:
+    """The batch of one a skeleton file of these frames gives (`predict.SampleReader.read`)."""
+    if self.dataset == samples.DATASET_NTU:
+      features = samples.ntu_skeleton_features(sequence, self.max_frames)
+    else:
+      if len(sequence) > self.max_frames:
+        raise ValueError(f"{len(sequence)} frames exceed the model's max_frames="
+                         f"{self.max_frames}")
+      features = {"skeleton": skeletons.preprocess_utd_skeleton(sequence, self.max_frames),
+                  "frame_count": np.int32(len(sequence))}
     inputs = samples.model_input(features, ("skeleton",), self.skeleton_stream,
                                  skeleton_frames=self.skeleton_frames)
     return {k: v[None] for k, v in inputs.items()}
@@ -229,13 +303,18 @@ class Predictor:
   def warm_up(self) -> None:
     """Compiles the model before the first frame: every window has one input shape (padded to
     `max_frames` or resampled), so one call on any window suffices."""
+    rng = np.random.default_rng(0)
+    if self.dataset == samples.DATASET_UTD_MHAD:
+      joints = rng.normal(size=(1, utd_mhad.NUM_JOINTS, 3)) * 0.3 + [0.0, 0.0, 2.5]
+      self.window_logits(joints)
+      return
     joints = np.zeros((1, 1, ntu_skeleton.NUM_JOINTS, len(ntu_skeleton.JOINT_FIELDS)))
-    joints[..., :3] = np.random.default_rng(0).normal(size=(ntu_skeleton.NUM_JOINTS, 3))
+    joints[..., :3] = rng.normal(size=(ntu_skeleton.NUM_JOINTS, 3))
     self.window_logits(ntu_skeleton.SkeletonSequence(
         path="warm-up", num_frames=1, body_counts=np.ones(1, np.int32), body_ids=((0,),),
         body_info=np.zeros((1, 1, len(ntu_skeleton.BODY_INFO_FIELDS))), joints=joints))
 
-  def window_logits(self, sequence: ntu_skeleton.SkeletonSequence) -> np.ndarray:
+  def window_logits(self, sequence) -> np.ndarray:
     return np.asarray(self._logits(self.inputs(sequence)))[0]
 
   def ranked(self, logits: np.ndarray) -> list[tuple[str, float]]:
@@ -266,8 +345,8 @@ def stream(frames: Iterable[Frame], predictor: Predictor, *, window: int, stride
 def _predict(predictor: Predictor, frames: list[Frame], index: int, source: str,
              clock: Callable[[], float]) -> WindowResult:
   start = clock()
-  sequence = join_frames([f.sequence for f in frames],
-                         f"{source} (frames {frames[0].index + 1}-{frames[-1].index + 1})")
+  sequence = join([f.data for f in frames],
+                  f"{source} (frames {frames[0].index + 1}-{frames[-1].index + 1})")
   logits = predictor.window_logits(sequence)
   done = clock()
   return WindowResult(index=index, first_frame=frames[0].index, last_frame=frames[-1].index,

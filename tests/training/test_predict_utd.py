@@ -7,6 +7,7 @@ import json
 import os
 
 import numpy as np
+import scipy.io
 import pytest
 
 from amfi_jax import predict
@@ -180,3 +181,48 @@ def test_a_run_on_the_arms_build_reads_samples_with_both_depth_channels():
   assert body["depth"].shape == (1, 16, 48, 48, 1) and arms["depth"].shape == (1, 16, 48, 48, 2)
   np.testing.assert_array_equal(arms["depth"][..., :1], body["depth"])
   np.testing.assert_array_equal(arms["skeleton"], body["skeleton"])
+
+
+def test_a_utd_mhad_run_streams_its_frames_like_offline_prediction(utd_run, tmp_path):
+  from amfi_jax import streaming
+  from amfi_jax.data.errors import DataFormatError
+  from amfi_jax.data.readers.utd_mhad import read_skeleton_mat
+
+  workdir, raw = utd_run
+  skeleton = os.path.join(raw, "Skeleton", "a2_s2_t1_skeleton.mat")
+  predictor = predict.stream_predictor(workdir=workdir, exported=None, top=3)
+  assert (predictor.dataset, predictor.max_frames) == ("UTD-MHAD", 128)
+  predictor.warm_up()
+  xyz = read_skeleton_mat(skeleton)
+  window, stride = 30, 11
+  frames = streaming.timed(streaming.utd_frames(skeleton, None), fps=0.0)
+  results = list(streaming.stream(frames, predictor, window=window, stride=stride,
+                                  source=skeleton))
+  assert [(r.first_frame, r.last_frame) for r in results] == [
+      (end - window + 1, end) for end in range(window - 1, len(xyz), stride)]
+  # Each window answers as the window's frames saved as a _skeleton.mat of their own do offline.
+  offline = predict.WorkdirModels(workdir)
+  for r in results:
+    path = tmp_path / f"a2_s2_t1_w{r.index}" / "a2_s2_t1_skeleton.mat"
+    path.parent.mkdir()
+    scipy.io.savemat(path, {"d_skel": xyz[r.first_frame:r.last_frame + 1].transpose(1, 2, 0)})
+    inputs = offline.reader.read(str(path), None)
+    ranked = predict.ranking(offline.logits("skeleton", inputs)[0], offline.class_names)
+    assert [name for name, _ in r.top] == [name for name, _ in ranked[:3]]
+    np.testing.assert_allclose([p for _, p in r.top], [p for _, p in ranked[:3]], atol=1e-6)
+  # Standard input: one frame per line, 60 numbers; the same answers.
+  lines = [" ".join(f"{v:.9g}" for v in frame.ravel()) + "\n" for frame in xyz]
+  from_stdin = list(streaming.stream(
+      streaming.timed(streaming.utd_frames(streaming.STDIN, ["\n", *lines]), fps=0.0),
+      predictor, window=window, stride=stride, source="<stdin>"))
+  assert [(r.first_frame, r.top) for r in from_stdin] == [(r.first_frame, r.top)
+                                                          for r in results]
+  with pytest.raises(DataFormatError, match=r"<stdin>:2: expected a frame's 60 numbers "
+                                            r"\(x y z of 20 joints\), got 59"):
+    list(streaming.utd_frames(streaming.STDIN, [lines[0], lines[1].rsplit(" ", 1)[0]]))
+  with pytest.raises(DataFormatError, match=r"<stdin>:1: not a number: 'x'"):
+    list(streaming.utd_frames(streaming.STDIN, ["x " + lines[0].split(" ", 1)[1]]))
+  with pytest.raises(DataFormatError, match=r"<stdin>:1: a joint coordinate is not finite"):
+    list(streaming.utd_frames(streaming.STDIN, ["nan " + lines[0].split(" ", 1)[1]]))
+  with pytest.raises(FlagError, match=r"--skeleton=.*nothing_skeleton.mat: no such file"):
+    streaming.utd_frames(str(tmp_path / "nothing_skeleton.mat"), None)

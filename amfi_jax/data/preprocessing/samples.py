@@ -25,6 +25,8 @@ MODALITIES = ("rgb", "depth", "skeleton", "rgb_features", "skeleton_features")
 # The skeleton stream's inputs and their channels: joints (3), joints then bones (6), or those
 # then their frame-to-frame motions (12: joints, bones, joint motion, bone motion; PYSKL's j, b,
 # jm, bm).
+# The raw sample formats read outside a dataset build (`predict`, `streaming`).
+DATASET_NTU, DATASET_UTD_MHAD = "NTU", "UTD-MHAD"
 SKELETON_STREAM_CHANNELS = {"joint": 3, "joint_bone": 6, "joint_bone_motion": 12}
 SKELETON_STREAMS = tuple(SKELETON_STREAM_CHANNELS)
 # The record features that hold each modality (`clip` in NTU builds, `rgb` in UTD-MHAD ones).
