@@ -186,6 +186,18 @@ class SampleReader:
                                  clip_frames=self.clip_frames, clip_views=self.clip_views)
     return {k: v[None] for k, v in inputs.items()}
 
+  def window_inputs(self, window) -> dict[str, np.ndarray]:
+    """A stream's window of frames (`streaming.join`: an NTU SkeletonSequence, or UTD-MHAD
+    (T, 20, 3) joints) as the batch of one that a skeleton file of those frames gives `read`."""
+    max_frames = self.sample_format["max_frames"]
+    if self.dataset == DATASET_UTD_MHAD:
+      features = samples.utd_skeleton_features(window, max_frames, "the stream's window")
+    else:
+      features = samples.ntu_skeleton_features(window, max_frames)
+    inputs = samples.model_input(features, ("skeleton",), self.skeleton_stream,
+                                 skeleton_frames=self.skeleton_frames)
+    return {k: v[None] for k, v in inputs.items()}
+
 
 def sample_reader(sample_format: dict, reading, source: str) -> SampleReader:
   """The reader of a run whose dataset was built as `sample_format` records (run.json's, or an
@@ -597,12 +609,9 @@ def stream_predictor(*, workdir: str | None, exported: str | None, top: int
   if workdir:
     choose_stage(models.run, models.config.stages, with_video=False)
   reader = models.reader
-  preprocessing = {"dataset": reader.dataset,
-                   "max_frames": reader.sample_format["max_frames"],
-                   "skeleton_stream": reader.skeleton_stream,
-                   "skeleton_frames": reader.skeleton_frames}
   return streaming.Predictor(lambda batch: models.logits("skeleton", batch), models.class_names,
-                             preprocessing, top)
+                             reader.window_inputs, dataset=reader.dataset,
+                             max_frames=reader.sample_format["max_frames"], top=top)
 
 
 def _main_stream(args) -> None:

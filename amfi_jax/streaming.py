@@ -7,7 +7,7 @@
 A model trained on UTD-MHAD reads its Kinect v1 frames: a `_skeleton.mat` file replayed at
 `--fps`, or from standard input one frame per line, the 20 joints' x y z (60 numbers, metres,
 the release's joint order) separated by spaces; each window is preprocessed as a `_skeleton.mat`
-of those frames would be (`skeletons.preprocess_utd_skeleton`).
+of those frames would be (`samples.utd_skeleton_features`).
 
 A `.skeleton` file is replayed at `--fps` (0: as fast as it can be read); `-` reads NTU frame
 blocks from standard input as a producer writes them: each block is one frame of the `.skeleton`
@@ -34,7 +34,7 @@ from typing import TextIO
 import numpy as np
 
 from amfi_jax.data.errors import DataFormatError
-from amfi_jax.data.preprocessing import samples, skeletons
+from amfi_jax.data.preprocessing import samples
 from amfi_jax.data.readers import ntu_skeleton, utd_mhad
 from amfi_jax.errors import FlagError
 from amfi_jax.evaluation import metrics
@@ -266,39 +266,25 @@ def _is_number(text: str) -> bool:
 class Predictor:
   """The top actions of a window of frames, by a skeleton model's logits.
 
-  `logits` maps a batch {"skeleton": (1, C, T, V, M)} to (1, classes) logits;
-  `preprocessing` is the model's (an artifact's metadata or a run's sample format and data
-  settings): `dataset` (`samples.DATASET_NTU` or `DATASET_UTD_MHAD`: which frames it reads),
-  `max_frames`,
-  `skeleton_stream`, `skeleton_frames`.
+  `logits` maps a batch {"skeleton": (1, C, T, V, M)} to (1, classes) logits; `window_inputs`
+  maps a window (`join`'s output) to that batch, as a skeleton file of those frames reads
+  (`predict.SampleReader.window_inputs`); `dataset` (`samples.DATASET_NTU` or
+  `DATASET_UTD_MHAD`) says which frames the stream carries, `max_frames` the most a window may
+  hold.
   """
 
   def __init__(self, logits: Callable[[dict[str, np.ndarray]], np.ndarray], class_names,
-               preprocessing: dict, top: int = 5):
+               window_inputs: Callable[..., dict[str, np.ndarray]], *, dataset: str,
+               max_frames: int, top: int = 5):
+    if dataset not in (samples.DATASET_NTU, samples.DATASET_UTD_MHAD):
+      raise ValueError(f"a stream carries {samples.DATASET_NTU} or {samples.DATASET_UTD_MHAD} "
+                       f"frames, got {dataset!r}")
     self._logits = logits
     self.class_names = list(class_names)
-    self.dataset = preprocessing.get("dataset", samples.DATASET_NTU)
-    if self.dataset not in (samples.DATASET_NTU, samples.DATASET_UTD_MHAD):
-      raise ValueError(f"a stream carries {samples.DATASET_NTU} or {samples.DATASET_UTD_MHAD} "
-                       f"frames, got {self.dataset!r}")
-    self.max_frames = int(preprocessing["max_frames"])
-    self.skeleton_stream = preprocessing["skeleton_stream"]
-    self.skeleton_frames = int(preprocessing.get("skeleton_frames", 0))
+    self.inputs = window_inputs
+    self.dataset = dataset
+    self.max_frames = int(max_frames)
     self.top = top
-
-  def inputs(self, sequence) -> dict[str, np.ndarray]:
-    """The batch of one a skeleton file of these frames gives (`predict.SampleReader.read`)."""
-    if self.dataset == samples.DATASET_NTU:
-      features = samples.ntu_skeleton_features(sequence, self.max_frames)
-    else:
-      if len(sequence) > self.max_frames:
-        raise ValueError(f"{len(sequence)} frames exceed the model's max_frames="
-                         f"{self.max_frames}")
-      features = {"skeleton": skeletons.preprocess_utd_skeleton(sequence, self.max_frames),
-                  "frame_count": np.int32(len(sequence))}
-    inputs = samples.model_input(features, ("skeleton",), self.skeleton_stream,
-                                 skeleton_frames=self.skeleton_frames)
-    return {k: v[None] for k, v in inputs.items()}
 
   def warm_up(self) -> None:
     """Compiles the model before the first frame: every window has one input shape (padded to

@@ -81,6 +81,16 @@ def ntu_skeleton_features(seq: ntu_skeleton.SkeletonSequence, max_frames: int
           "frame_count": np.int32(seq.num_frames)}
 
 
+def utd_skeleton_features(xyz: np.ndarray, max_frames: int, source: str
+                          ) -> dict[str, np.ndarray]:
+  """`skeleton` (3, max_frames, 20, 1) and `frame_count` of UTD-MHAD joints (T, 20, 3) (a
+  `_skeleton.mat` file, or a window of streamed frames; `source` names it in errors)."""
+  if xyz.shape[0] > max_frames:
+    raise DataFormatError(source, f"{xyz.shape[0]} frames exceed max_frames={max_frames}")
+  return {"skeleton": np.asarray(skeletons.preprocess_utd_skeleton(xyz, max_frames), np.float32),
+          "frame_count": np.int32(xyz.shape[0])}
+
+
 def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: int,
                     clip_length: int, image_size: int, rgb_path: str | None = None,
                     depth_values: str = "absolute", depth_frames: str = "sample",
@@ -94,10 +104,7 @@ def read_utd_sample(skeleton_path: str, depth_path: str | None, *, max_frames: i
   if depth_views not in clips.DEPTH_VIEWS:
     raise ValueError(f"depth_views must be one of {clips.DEPTH_VIEWS}, got {depth_views!r}")
   xyz = utd_mhad.read_skeleton_mat(skeleton_path)
-  if xyz.shape[0] > max_frames:
-    raise DataFormatError(skeleton_path, f"{xyz.shape[0]} frames exceed max_frames={max_frames}")
-  out = {"skeleton": np.asarray(skeletons.preprocess_utd_skeleton(xyz, max_frames), np.float32),
-         "frame_count": np.int32(xyz.shape[0])}
+  out = utd_skeleton_features(xyz, max_frames, skeleton_path)
   if depth_path is not None:
     depth = utd_mhad.read_depth_mat(depth_path)
     if depth_views != "body" and len(depth) != len(xyz):
