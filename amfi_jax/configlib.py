@@ -149,6 +149,9 @@ def stage_config(*, batch_size, num_epochs, learning_rate, weight_decay, decay_e
       # > 0: mixup in training (Zhang et al. 2018): each batch blended with itself reversed by a
       # factor drawn from Beta(mixup, mixup), the loss likewise on both labels. 0 = off (paper).
       "mixup": 0.0,
+      # > 0: label smoothing (Szegedy et al. 2016): the cross entropy's target puts this much of
+      # its mass evenly on all classes. 0 = off (paper).
+      "label_smoothing": 0.0,
       # A stream stage only: the other stream ('rgb' or 'skeleton', trained earlier in
       # config.stages) whose features this stream's learn to point along, with weight
       # distill_weight (`training.distillation`). '' = off (paper). distill_logits > 0 adds
@@ -492,6 +495,9 @@ def _validate_stage(t: ml_collections.ConfigDict, field: str) -> None:
       raise ConfigError(f"{field}.{name} must be a finite number ≥ 0, got {t[name]}")
   if not math.isfinite(t.mixup) or t.mixup < 0:
     raise ConfigError(f"{field}.mixup must be a finite number ≥ 0 (0 = off), got {t.mixup}")
+  if not 0 <= t.label_smoothing < 1:
+    raise ConfigError(f"{field}.label_smoothing must be in [0, 1) (0 = off), got "
+                      f"{t.label_smoothing}")
   if any(not math.isfinite(e) or e <= 0 for e in t.decay_epochs):
     raise ConfigError(f"{field}.decay_epochs must be epochs > 0, got {tuple(t.decay_epochs)}")
 

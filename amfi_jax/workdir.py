@@ -47,7 +47,8 @@ ADDED_FIELDS = {"train.fusion.feature_dropout": 0.0, "train.rgb.mixup": 0.0,
                 "data.clip_augment.depth_offset": 0.0,
                 **{f"train.{stage}.{field}": value for stage in STAGES
                    for field, value in (("distill_from", ""), ("distill_weight", 1.0),
-                                         ("distill_logits", 0.0), ("distill_temperature", 4.0))}}
+                                         ("distill_logits", 0.0), ("distill_temperature", 4.0),
+                                         ("label_smoothing", 0.0))}}
 
 RUN_INFO = "run.json"
 RESULTS = "results.json"

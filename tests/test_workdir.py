@@ -44,13 +44,14 @@ def test_a_run_recorded_before_a_field_existed_reads_it_as_the_earlier_behaviour
   assert workdir.ADDED_FIELDS["train.fusion.feature_dropout"] == 0.0
   assert run.recorded_config()["train"]["fusion"] == {
       "learning_rate": 0.01, "feature_dropout": 0.0, "mixup": 0.0, "distill_from": "",
-      "distill_weight": 1.0, "distill_logits": 0.0, "distill_temperature": 4.0}
+      "distill_weight": 1.0, "distill_logits": 0.0, "distill_temperature": 4.0,
+      "label_smoothing": 0.0}
   assert run.load_config().train.fusion.feature_dropout == 0.0
   # A re-run under today's config (the field at its earlier behaviour) is no change ...
   today = {"seed": 0, "train": {"fusion": {"learning_rate": 0.01, "feature_dropout": 0.0,
                                            "mixup": 0.0, "distill_from": "",
                                            "distill_weight": 1.0, "distill_logits": 0.0,
-                                           "distill_temperature": 4.0}}}
+                                           "distill_temperature": 4.0, "label_smoothing": 0.0}}}
   assert run.check_config(today) == []
   # ... while setting it is one.
   today["train"]["fusion"]["feature_dropout"] = 0.5

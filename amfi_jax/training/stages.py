@@ -35,6 +35,8 @@ class Stage:
     feature_dropout: dropout rate of the stream features the fusion head reads in training
       (`config.train.fusion.feature_dropout`).
     mixup: α of the mixup blend in training (`config.train.<stage>.mixup`; 0 = off).
+    label_smoothing: ε of the cross entropy's smoothed target (`config.train.<stage>.
+      label_smoothing`; 0 = off).
     teacher_features: (N, C) the other stream's features of every training record, which this
       stream's features learn to point along (`training.distillation`); None = off.
     distill_weight: the distillation loss's weight.
@@ -50,6 +52,7 @@ class Stage:
   method: str = "__call__"
   feature_dropout: float = 0.0
   mixup: float = 0.0
+  label_smoothing: float = 0.0
   teacher_features: np.ndarray | None = dataclasses.field(default=None, repr=False)
   distill_weight: float = 0.0
   teacher_logits: np.ndarray | None = dataclasses.field(default=None, repr=False)
@@ -94,10 +97,10 @@ class Stage:
     entropy is `weight` on `labels` and the rest on the partner labels `mixed_with`; with
     `teacher_features` / `teacher_logits`, plus the distillation losses of the records
     `indices`."""
-    ce = optax.softmax_cross_entropy_with_integer_labels(out.logits, labels).mean()
+    ce = cross_entropy(out.logits, labels, self.label_smoothing)
     if mixed_with is not None:
-      ce = weight * ce + (1.0 - weight) * optax.softmax_cross_entropy_with_integer_labels(
-          out.logits, mixed_with).mean()
+      ce = weight * ce + (1.0 - weight) * cross_entropy(out.logits, mixed_with,
+                                                        self.label_smoothing)
     metrics = {"ce": ce, "accuracy": (out.logits.argmax(-1) == labels).mean()}
     total = ce
     if out.gate is not None:
@@ -120,20 +123,32 @@ class Stage:
     return total, metrics
 
 
+def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
+  """Mean cross entropy against integer labels; with `smoothing` ε > 0 against the target
+  (1 - ε)·one_hot + ε / classes (`optax.smooth_labels`), computed without the one-hot."""
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  if smoothing:
+    uniform = -jax.nn.log_softmax(logits).mean(-1)
+    ce = (1.0 - smoothing) * ce + smoothing * uniform
+  return ce.mean()
+
+
 def make_stage(name: str, config) -> Stage:
   rgb_input = config.data.rgb_modality
-  mixup = float(config.train[name].mixup) if name in config.train else 0.0
+  t = config.train[name] if name in config.train else {}
+  regularised = {"mixup": float(t.get("mixup", 0.0)),
+                 "label_smoothing": float(t.get("label_smoothing", 0.0))}
   if name == "rgb":
-    return Stage("rgb", (rgb_input,), nnx.Param, mixup=mixup)
+    return Stage("rgb", (rgb_input,), nnx.Param, **regularised)
   if name == "skeleton":
-    return Stage("skeleton", ("skeleton",), nnx.Param, mixup=mixup)
+    return Stage("skeleton", ("skeleton",), nnx.Param, **regularised)
   if name == "fusion":
     f = config.model.fusion
     trainable: Callable | type = nnx.All(nnx.Param, nnx.PathContains("head")) \
         if f.freeze_backbones else nnx.Param
     return Stage("fusion", (rgb_input, "skeleton"), trainable,
                  gate_weight=float(f.gate_weight) if f.kind == "amfi" else 0.0,
-                 feature_dropout=float(config.train.fusion.feature_dropout), mixup=mixup)
+                 feature_dropout=float(config.train.fusion.feature_dropout), **regularised)
   raise ValueError(f"Unknown stage {name!r} in config.stages")
 
 

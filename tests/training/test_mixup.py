@@ -1,4 +1,5 @@
-"""Mixup of a stage's training batches (`config.train.<stage>.mixup`)."""
+"""Mixup of a stage's training batches (`config.train.<stage>.mixup`), and label smoothing
+(`config.train.<stage>.label_smoothing`)."""
 
 from __future__ import annotations
 
@@ -90,4 +91,31 @@ def test_bad_mixup_is_a_config_error(value):
   config = configlib.base_config(("rgb",))
   config.train.rgb.mixup = value
   with pytest.raises(ValueError, match=r"config.train.rgb.mixup"):
+    configlib.validate(config)
+
+
+def test_label_smoothing_targets_the_smoothed_one_hot():
+  logits = np.random.default_rng(2).normal(size=(4, 5)).astype(np.float32)
+  labels = np.array([0, 4, 2, 2])
+  smoothed = optax.smooth_labels(jax.nn.one_hot(labels, 5), 0.1)
+  expected = optax.softmax_cross_entropy(logits, smoothed).mean()
+  assert float(stages.cross_entropy(logits, labels, 0.1)) == pytest.approx(float(expected),
+                                                                          rel=1e-6)
+  # Off, the loss is the plain cross entropy bit for bit (runs without it reproduce).
+  assert float(stages.cross_entropy(logits, labels)) == float(
+      optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean())
+  config = configlib.base_config(("rgb", "skeleton", "fusion"))
+  config.train.skeleton.label_smoothing = 0.1
+  stage = stages.make_stage("skeleton", config)
+  assert stage.label_smoothing == 0.1 and stages.make_stage("rgb", config).label_smoothing == 0.0
+  loss, metrics = stage.loss(ModelOutput(logits=logits), labels)
+  assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+  assert float(metrics["ce"]) == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
+def test_bad_label_smoothing_is_a_config_error(value):
+  config = configlib.base_config(("rgb",))
+  config.train.rgb.label_smoothing = value
+  with pytest.raises(ValueError, match=r"config.train.rgb.label_smoothing must be in \[0, 1\)"):
     configlib.validate(config)
