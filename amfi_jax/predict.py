@@ -180,11 +180,7 @@ class SampleReader:
           skeleton_path, video_path, max_frames=f["max_frames"],
           clip_length=f.get("clip_length", 0), crop_size=f.get("crop_size", 0),
           image_size=f.get("image_size", 0))
-    modalities = ("skeleton", self.rgb_modality) if video_path else ("skeleton",)
-    inputs = samples.model_input(features, modalities, self.skeleton_stream,
-                                 skeleton_frames=self.skeleton_frames,
-                                 clip_frames=self.clip_frames, clip_views=self.clip_views)
-    return {k: v[None] for k, v in inputs.items()}
+    return self._batch_of_one(features, video_path is not None)
 
   def window_inputs(self, window) -> dict[str, np.ndarray]:
     """A stream's window of frames (`streaming.join`: an NTU SkeletonSequence, or UTD-MHAD
@@ -194,8 +190,14 @@ class SampleReader:
       features = samples.utd_skeleton_features(window, max_frames, "the stream's window")
     else:
       features = samples.ntu_skeleton_features(window, max_frames)
-    inputs = samples.model_input(features, ("skeleton",), self.skeleton_stream,
-                                 skeleton_frames=self.skeleton_frames)
+    return self._batch_of_one(features, with_video=False)
+
+  def _batch_of_one(self, features: dict, with_video: bool) -> dict[str, np.ndarray]:
+    """Stored features → the model's inputs as the run's pipeline fed its test split, batch 1."""
+    modalities = ("skeleton", self.rgb_modality) if with_video else ("skeleton",)
+    inputs = samples.model_input(features, modalities, self.skeleton_stream,
+                                 skeleton_frames=self.skeleton_frames,
+                                 clip_frames=self.clip_frames, clip_views=self.clip_views)
     return {k: v[None] for k, v in inputs.items()}
 
 
@@ -627,14 +629,14 @@ def _main_stream(args) -> None:
   source = "<stdin>" if from_stdin else args.skeleton
   # Standard input arrives as the producer writes it; a file is replayed at --fps.
   fps = 0.0 if from_stdin else args.fps
+  # The source is opened (a missing or malformed file named) before the model compiles; frames
+  # are read, and the replay's clock starts, only as the stream runs.
   if predictor.dataset == DATASET_UTD_MHAD:
-    parsed = streaming.utd_frames(args.skeleton, sys.stdin)
-    predictor.warm_up()
-    frames = streaming.timed(parsed, fps=fps)
+    frames = streaming.timed(streaming.utd_frames(args.skeleton, sys.stdin), fps=fps)
   else:
     lines, has_header = streaming.open_lines(args.skeleton, sys.stdin)
-    predictor.warm_up()
     frames = streaming.replay(lines, source, fps=fps, has_header=has_header)
+  predictor.warm_up()
   _, summary = streaming.run(
       frames, predictor, window=window, stride=args.stride, source=source, fps=args.fps,
       on_result=lambda result: print(streaming.format_result(result), flush=True))

@@ -245,22 +245,15 @@ def parse_utd_line(line: str, source: str, line_number: int) -> np.ndarray:
   if len(fields) != expected:
     raise DataFormatError(source, f"expected a frame's {expected} numbers (x y z of "
                           f"{utd_mhad.NUM_JOINTS} joints), got {len(fields)}", line=line_number)
-  try:
-    values = np.array([float(f) for f in fields], np.float32)
-  except ValueError:
-    bad = next(f for f in fields if not _is_number(f))
-    raise DataFormatError(source, f"not a number: {bad[:40]!r}", line=line_number) from None
+  values = np.empty(expected, np.float32)
+  for i, field in enumerate(fields):
+    try:
+      values[i] = float(field)
+    except ValueError:
+      raise DataFormatError(source, f"not a number: {field[:40]!r}", line=line_number) from None
   if not np.isfinite(values).all():
     raise DataFormatError(source, "a joint coordinate is not finite", line=line_number)
   return values.reshape(utd_mhad.NUM_JOINTS, 3)
-
-
-def _is_number(text: str) -> bool:
-  try:
-    float(text)
-  except ValueError:
-    return False
-  return True
 
 
 class Predictor:
