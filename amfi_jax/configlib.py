@@ -27,7 +27,7 @@ from amfi_jax.workdir import STAGES, STREAM_STAGES
 
 # The channels each clip modality can feed: depth has one, or two with the arms crop of the
 # `body_arms` UTD-MHAD builds (`clips.DEPTH_VIEWS`); the dataset must store as many
-# (`training.loop` checks it against the built dataset).
+# (`training.setup.check_dataset_fits` checks it against the built dataset).
 RGB_STREAM_CHANNELS = {"rgb": (3,), "depth": (1, 2)}
 
 

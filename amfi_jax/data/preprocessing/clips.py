@@ -98,6 +98,13 @@ def _square_inside(cx: float, cy: float, side: int, frame_hw: tuple[int, int]
   return top, left, side
 
 
+def _require_inside(box: tuple[int, int, int], frame_hw: tuple[int, int]) -> None:
+  top, left, side = box
+  height, width = frame_hw
+  if not (0 <= top and 0 <= left and side > 0 and top + side <= height and left + side <= width):
+    raise ValueError(f"crop box {box} does not lie inside {height}x{width} frames")
+
+
 def crop_and_resize(frames: np.ndarray, box: tuple[int, int, int], size: int) -> np.ndarray:
   """Crops `box` (top, left, side) from every frame and resizes it to size x size.
 
@@ -114,8 +121,7 @@ def crop_and_resize(frames: np.ndarray, box: tuple[int, int, int], size: int) ->
     raise ValueError(f"expected uint8 (K, H, W, 3) frames, got {frames.dtype} {frames.shape}")
   top, left, side = box
   _, height, width, _ = frames.shape
-  if not (0 <= top and 0 <= left and side > 0 and top + side <= height and left + side <= width):
-    raise ValueError(f"crop box {box} does not lie inside {height}x{width} frames")
+  _require_inside(box, (height, width))
   out = np.empty((len(frames), size, size, 3), np.uint8)
   for i, frame in enumerate(frames):
     crop = np.ascontiguousarray(frame[top:top + side, left:left + side])
@@ -231,9 +237,8 @@ def depth_crop(depth: np.ndarray, size: int, values: str = "absolute",
   if values not in DEPTH_VALUES:
     raise ValueError(f"depth values must be one of {DEPTH_VALUES}, got {values!r}")
   _, height, width = depth.shape
-  top, left, side = body_box(depth) if box is None else box
-  if not (0 <= top and 0 <= left and side > 0 and top + side <= height and left + side <= width):
-    raise ValueError(f"crop box {box} does not lie inside {height}x{width} frames")
+  top, left, side = box = body_box(depth) if box is None else box
+  _require_inside(box, (height, width))
   crop = depth[:, top:top + side, left:left + side].astype(np.float32)
   if values == "absolute":
     crop = np.clip(crop / np.float32(DEPTH_SCALE), 0.0, 1.0)
