@@ -152,6 +152,11 @@ def stage_config(*, batch_size, num_epochs, learning_rate, weight_decay, decay_e
       # > 0: label smoothing (Szegedy et al. 2016): the cross entropy's target puts this much of
       # its mass evenly on all classes. 0 = off (paper).
       "label_smoothing": 0.0,
+      # Dropout rate, in training, of the pooled stream features: before a stream's classifier
+      # in its own stage (2s-AGCN's `drop_out`, the dropout of video models' heads), before the
+      # fusion head in the fusion stage. The features a stream reports (to distillation, the
+      # fusion head, caches) are never dropped. 0 = off (paper).
+      "feature_dropout": 0.0,
       # A stream stage only: the other stream ('rgb' or 'skeleton', trained earlier in
       # config.stages) whose features this stream's learn to point along, with weight
       # distill_weight (`training.distillation`). '' = off (paper). distill_logits > 0 adds
@@ -191,10 +196,6 @@ def base_config(stages: tuple[str, ...]) -> ml_collections.ConfigDict:
   # Frozen streams without augmentation: compute their features once and train the head on them
   # (`training.feature_cache`); needs config.train.fusion.augment = False.
   config.train.fusion.cache_features = False
-  # Dropout rate of both streams' features as the fusion head reads them in training. 0 = the
-  # paper. Frozen streams are nearly always right on their own training samples, so the head
-  # otherwise fits feature interactions that do not carry over to new subjects (docs/results.md).
-  config.train.fusion.feature_dropout = 0.0
   # Devices as a (data, model) mesh; `rules` map the models' logical axes onto it ('' = not
   # sharded), e.g. `--config.mesh.rules.channels=model` splits activations by channel.
   config.mesh = ml_collections.ConfigDict({"data": -1, "model": 1,
@@ -261,7 +262,9 @@ def demo(config: ml_collections.ConfigDict) -> None:
 def _fusion_head_on_cached_features(config: ml_collections.ConfigDict,
                                     feature_dropout: float) -> None:
   """The fusion head trained on the frozen streams' cached, unaugmented features (seconds per
-  epoch, so 60 epochs fit, lr × 0.1 at 45), with dropout on the features it reads."""
+  epoch, so 60 epochs fit, lr × 0.1 at 45), with dropout on the features it reads: frozen
+  streams are nearly always right on their own training samples, so without it the head fits
+  feature interactions that do not carry over to new subjects (docs/results.md)."""
   f = config.train.fusion
   f.cache_features = True
   f.augment = False
@@ -495,6 +498,9 @@ def _validate_stage(t: ml_collections.ConfigDict, field: str) -> None:
       raise ConfigError(f"{field}.{name} must be a finite number ≥ 0, got {t[name]}")
   if not math.isfinite(t.mixup) or t.mixup < 0:
     raise ConfigError(f"{field}.mixup must be a finite number ≥ 0 (0 = off), got {t.mixup}")
+  if not 0 <= t.feature_dropout < 1:
+    raise ConfigError(f"{field}.feature_dropout must be in [0, 1) (0 = off), got "
+                      f"{t.feature_dropout}")
   if not 0 <= t.label_smoothing < 1:
     raise ConfigError(f"{field}.label_smoothing must be in [0, 1) (0 = off), got "
                       f"{t.label_smoothing}")
@@ -632,9 +638,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if f.cache_features and not m.fusion.freeze_backbones:
     raise ConfigError("config.train.fusion.cache_features needs frozen streams "
                       "(config.model.fusion.freeze_backbones=True)")
-  if not 0 <= f.feature_dropout < 1:
-    raise ConfigError("config.train.fusion.feature_dropout must be in [0, 1), got "
-                      f"{f.feature_dropout}")
   if f.cache_features and f.augment:
     raise ConfigError("config.train.fusion.cache_features needs config.train.fusion.augment="
                       "False: augmented inputs change the features every step")

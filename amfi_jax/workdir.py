@@ -41,14 +41,14 @@ SAFE_TO_CHANGE = ("stages", "data.data_dir", "data.manual_dir", "data.num_thread
 
 # Config fields added after runs were recorded → the value that reproduces what those runs did.
 # A recorded config without such a field reads it as this value (comparisons, evaluate, ablations).
-ADDED_FIELDS = {"train.fusion.feature_dropout": 0.0, "train.rgb.mixup": 0.0,
+ADDED_FIELDS = {"train.rgb.mixup": 0.0,
                 "train.skeleton.mixup": 0.0, "train.fusion.mixup": 0.0, "data.clip_frames": 0,
                 "data.clip_views": 1, "data.clip_augment.crop": 0.0,
                 "data.clip_augment.depth_offset": 0.0,
                 **{f"train.{stage}.{field}": value for stage in STAGES
                    for field, value in (("distill_from", ""), ("distill_weight", 1.0),
                                          ("distill_logits", 0.0), ("distill_temperature", 4.0),
-                                         ("label_smoothing", 0.0))}}
+                                         ("label_smoothing", 0.0), ("feature_dropout", 0.0))}}
 
 RUN_INFO = "run.json"
 RESULTS = "results.json"

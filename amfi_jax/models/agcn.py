@@ -229,9 +229,13 @@ class AGCN(nnx.Module):
     feature = x.mean(axis=(1, 2)).reshape(n, m, -1).mean(axis=1)
     return feature
 
-  def __call__(self, skeleton: jax.Array) -> ModelOutput:
+  def __call__(self, skeleton: jax.Array,
+               feature_dropout: tuple[jax.Array, float] | None = None) -> ModelOutput:
+    """`feature_dropout`: (key, rate) of a dropout of the pooled feature before the classifier
+    (training only, `config.train.skeleton.feature_dropout`; the reference's `drop_out`); the
+    feature returned is not dropped."""
     feature = self.features(skeleton)
-    logits = self.fc(feature).astype(jnp.float32)
+    logits = self.fc(blocks.dropout_if(feature, feature_dropout)).astype(jnp.float32)
     return ModelOutput(logits=logits, skeleton_features=feature, skeleton_logits=logits)
 
 

@@ -116,3 +116,12 @@ def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
   1 / (1 − rate) so the expectation is unchanged (nothing to undo at evaluation)."""
   keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
   return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def dropout_if(x: jax.Array, feature_dropout: tuple[jax.Array, float] | None) -> jax.Array:
+  """`dropout` with (key, rate) as the models' `feature_dropout` argument passes it; None (the
+  evaluation forward) leaves x as it is."""
+  if feature_dropout is None:
+    return x
+  key, rate = feature_dropout
+  return dropout(x, rate, key)

@@ -144,8 +144,11 @@ class ResNet3D(nnx.Module):
       x = parallel.constrain(x, *_ACTIVATION_AXES)
     return x.mean(axis=(1, 2, 3))
 
-  def __call__(self, clip: jax.Array) -> ModelOutput:
+  def __call__(self, clip: jax.Array,
+               feature_dropout: tuple[jax.Array, float] | None = None) -> ModelOutput:
+    """`feature_dropout`: (key, rate) of a dropout of the pooled feature before the classifier
+    (training only, `config.train.rgb.feature_dropout`); the feature returned is not dropped."""
     feature = self.features(clip)
-    logits = self.fc(feature)
+    logits = self.fc(layers.dropout_if(feature, feature_dropout))
     return ModelOutput(logits=logits.astype(jnp.float32), rgb_features=feature,
                        rgb_logits=logits.astype(jnp.float32))

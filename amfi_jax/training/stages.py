@@ -32,8 +32,9 @@ class Stage:
     gate_weight: λ of L_total = CE + λ·L_gate (fusion with an AMFI head).
     method: the model method the inputs go to (`from_features`: the fusion head on cached
       stream features).
-    feature_dropout: dropout rate of the stream features the fusion head reads in training
-      (`config.train.fusion.feature_dropout`).
+    feature_dropout: dropout rate, in training, of the stream features the classifier reads:
+      the stream's own (rgb, skeleton) or the fusion head (`config.train.<stage>.
+      feature_dropout`).
     mixup: α of the mixup blend in training (`config.train.<stage>.mixup`; 0 = off).
     label_smoothing: ε of the cross entropy's smoothed target (`config.train.<stage>.
       label_smoothing`; 0 = off).
@@ -136,8 +137,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) 
 def make_stage(name: str, config) -> Stage:
   rgb_input = config.data.rgb_modality
   t = config.train[name] if name in config.train else {}
-  regularised = {"mixup": float(t.get("mixup", 0.0)),
-                 "label_smoothing": float(t.get("label_smoothing", 0.0))}
+  regularised = {field: float(t.get(field, 0.0))
+                 for field in ("mixup", "label_smoothing", "feature_dropout")}
   if name == "rgb":
     return Stage("rgb", (rgb_input,), nnx.Param, **regularised)
   if name == "skeleton":
@@ -147,8 +148,7 @@ def make_stage(name: str, config) -> Stage:
     trainable: Callable | type = nnx.All(nnx.Param, nnx.PathContains("head")) \
         if f.freeze_backbones else nnx.Param
     return Stage("fusion", (rgb_input, "skeleton"), trainable,
-                 gate_weight=float(f.gate_weight) if f.kind == "amfi" else 0.0,
-                 feature_dropout=float(config.train.fusion.feature_dropout), **regularised)
+                 gate_weight=float(f.gate_weight) if f.kind == "amfi" else 0.0, **regularised)
   raise ValueError(f"Unknown stage {name!r} in config.stages")
 
 

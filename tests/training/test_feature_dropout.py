@@ -1,10 +1,12 @@
-"""Dropout of the stream features the fusion head reads (`config.train.fusion.feature_dropout`)."""
+"""Dropout of the pooled stream features a classifier reads in training
+(`config.train.<stage>.feature_dropout`): the fusion head's, or a stream's own."""
 
 from __future__ import annotations
 
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from amfi_jax import configlib
 from amfi_jax.models import amfi, layers
@@ -57,9 +59,39 @@ def test_the_head_reads_dropped_out_features_in_training_only(fusion_model):
   np.testing.assert_array_equal(plain_stage.forward(model, feats, rng=key).logits, plain.logits)
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.0])
-def test_feature_dropout_out_of_range_is_a_config_error(rate):
+@pytest.mark.parametrize("name", ["rgb", "skeleton"])
+def test_a_stream_classifier_reads_its_dropped_out_feature_in_training_only(fusion_model, name):
+  config, fusion = fusion_model
+  # BatchNorm in inference mode, so that repeated forwards agree; the dropout follows the rng.
+  model = nnx.view(getattr(fusion, name), use_running_average=True)
+  rng = np.random.default_rng(1)
+  if name == "rgb":
+    batch = {"rgb": rng.integers(0, 256, (4, 4, 16, 16, 3), dtype=np.uint8)}
+  else:
+    batch = {"skeleton": rng.normal(size=(4, 3, 8, 25, 2)).astype(np.float32)}
+  config.train[name].feature_dropout = 0.5
+  stage = stages.make_stage(name, config)
+  assert stage.feature_dropout == 0.5
+  key = jax.random.key(5)
+  out = stage.forward(model, batch, rng=key)
+  feature = model.features(batch[name])
+  np.testing.assert_allclose(out.logits, model.fc(layers.dropout(feature, 0.5, key)),
+                             rtol=1e-5, atol=1e-6)
+  # The feature it reports (to distillation, the fusion head, caches) is not dropped, and the
+  # evaluation forward (no rng) has no dropout.
+  reported = out.rgb_features if name == "rgb" else out.skeleton_features
+  np.testing.assert_array_equal(reported, feature)
+  plain = model(batch[name])
+  np.testing.assert_array_equal(stage.forward(model, batch).logits, plain.logits)
+  assert np.abs(np.asarray(out.logits) - np.asarray(plain.logits)).max() > 1e-3
+  config.train[name].feature_dropout = 0.0
+
+
+@pytest.mark.parametrize("name", ["rgb", "skeleton", "fusion"])
+@pytest.mark.parametrize("rate", [-0.1, 1.0, float("nan")])
+def test_feature_dropout_out_of_range_is_a_config_error(name, rate):
   config = configlib.base_config(("rgb", "skeleton", "fusion"))
-  config.train.fusion.feature_dropout = rate
-  with pytest.raises(ValueError, match="config.train.fusion.feature_dropout"):
+  config.train[name].feature_dropout = rate
+  with pytest.raises(ValueError,
+                     match=rf"config.train.{name}.feature_dropout must be in \[0, 1\)"):
     configlib.validate(config)
