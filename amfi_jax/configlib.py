@@ -381,6 +381,9 @@ def utd_mhad(config: ml_collections.ConfigDict) -> None:
   t.num_epochs = 30
   t.decay_epochs = (20, 26)
   t.eval_every_epochs = 5
+  # Label smoothing 0.1: 93.2 / 83.3 % on held-out subjects 7 / 5 against 90.7 / 83.0 % without
+  # (means of seeds 0-2, last step; docs/results.md).
+  t.label_smoothing = 0.1
   r = config.train.rgb
   r.batch_size = 16
   r.eval_batch_size = 48
