@@ -19,6 +19,8 @@ from amfi_jax.models import layers
 # sizes with odd extents so phase decompositions meet uneven edges, plus batch 1.
 CASES = {
     "stem_3x7x7_s122": ((2, 5, 17, 15, 3), (3, 7, 7, 3, 8), (1, 2, 2), ((1, 1), (3, 3), (3, 3))),
+    "stem_depth_3x7x7_s222": ((2, 6, 13, 11, 1), (3, 7, 7, 1, 4), (2, 2, 2),
+                              ((1, 1), (3, 3), (3, 3))),
     "3x3x3_s1": ((2, 5, 9, 7, 6), (3, 3, 3, 6, 5), (1, 1, 1), ((1, 1),) * 3),
     "3x3x3_s1_batch1": ((1, 3, 5, 6, 4), (3, 3, 3, 4, 4), (1, 1, 1), ((1, 1),) * 3),
     "3x3x3_s2": ((2, 7, 9, 8, 4), (3, 3, 3, 4, 6), (2, 2, 2), ((1, 1),) * 3),
@@ -128,6 +130,23 @@ def test_dispatch_traces_native_or_rewrite(monkeypatch):
   assert traced("auto", "tpu") == {"conv_general_dilated"}
   assert "conv_general_dilated" not in traced("auto", "cpu")
   assert traced("native", "cpu") == {"conv_general_dilated"}
+
+
+def _forward_conv_count(x, w, strides):
+  jaxpr = jax.make_jaxpr(lambda x, w: conv_lib.conv_general_dilated(
+      x, w, strides, ((1, 1),) * 3, dimension_numbers=_dimension_numbers(x, w)))(x, w)
+  (call,) = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "custom_vjp_call"]
+  return sum(e.primitive.name == "conv_general_dilated" for e in call.params["call_jaxpr"].eqns)
+
+
+@pytest.mark.parametrize("channels,strides,convs", [(1, (1, 1, 1), 1), (3, (2, 2, 2), 1),
+                                                    (conv_lib.FOLD_TAPS_MAX_CHANNELS + 1,
+                                                     (1, 1, 1), 3)])
+def test_clip_channels_take_one_convolution_with_the_taps_in_the_channels(
+    channels, strides, convs, force_rewrite):
+  """A clip's 1-3 channels: one 2-D convolution of kt·I channels; wider inputs: one per tap."""
+  x = jnp.ones((1, 5, 6, 6, channels))
+  assert _forward_conv_count(x, jnp.ones((3, 3, 3, channels, 4)), strides) == convs
 
 
 def test_unsupported_calls_fall_back_to_native(force_rewrite):
